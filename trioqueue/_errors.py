@@ -1,0 +1,91 @@
+"""Exceptions raised by trioqueue, and the ones handlers raise to steer a job."""
+
+from __future__ import annotations
+
+__all__ = [
+    "BrokerAuthError",
+    "BrokerError",
+    "BrokerUnavailable",
+    "ConfigError",
+    "MessageTooLarge",
+    "QueueFull",
+    "Reject",
+    "Retry",
+    "TrioqueueError",
+    "UnknownMessageType",
+]
+
+
+class TrioqueueError(Exception):
+    """Base class of every error trioqueue raises."""
+
+
+class ConfigError(TrioqueueError):
+    """The configuration is invalid; the message names each offending key path."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class UnknownMessageType(TrioqueueError):
+    """A message type has no handler registered on the App and no queue was given."""
+
+
+class BrokerError(TrioqueueError):
+    """The broker refused an operation or could not be reached."""
+
+
+class BrokerUnavailable(BrokerError):
+    """The broker could not be reached (refused, timed out, unknown host)."""
+
+
+class BrokerAuthError(BrokerError):
+    """The broker rejected our credentials or permissions; retrying will not help."""
+
+
+class QueueFull(TrioqueueError):
+    """The queue already holds ``max_length`` unprocessed jobs; nothing was enqueued."""
+
+    def __init__(self, queue: str, max_length: int) -> None:
+        self.queue = queue
+        self.max_length = max_length
+        super().__init__(
+            f"queue {queue!r} is full: it holds {max_length} unprocessed jobs (max_length);"
+            " nothing was enqueued"
+        )
+
+
+class MessageTooLarge(TrioqueueError):
+    """An encoded message body is larger than the queue's ``max_message_bytes``."""
+
+    def __init__(self, queue: str, size: int, limit: int) -> None:
+        self.queue = queue
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"message for queue {queue!r} is {size} bytes, over max_message_bytes={limit}"
+        )
+
+
+class Retry(Exception):
+    """Raise from a handler to retry the job after ``delay`` seconds (no jitter).
+
+    Counts as an attempt: when the queue's ``retries`` are used up the job is
+    dead-lettered instead.
+    """
+
+    def __init__(self, delay: float = 0.0, reason: str = "") -> None:
+        if delay < 0:
+            raise ValueError("Retry delay must be >= 0")
+        self.delay = delay
+        self.reason = reason
+        super().__init__(reason or f"retry requested in {delay}s")
+
+
+class Reject(Exception):
+    """Raise from a handler to dead-letter the job at once, without retrying."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)

@@ -1,0 +1,74 @@
+"""The Redis key layout.
+
+Every key a single script touches shares one hash tag (``{queue:partition}``), so
+the same scripts run unchanged on Redis Cluster. Queue names are restricted to
+characters that cannot break a hash tag.
+"""
+
+from __future__ import annotations
+
+import re
+
+import attrs
+
+GROUP = "trioqueue"
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
+_PREFIX = re.compile(r"^[A-Za-z0-9_.\-:]{1,50}$")
+
+
+def check_queue_name(name: str) -> str:
+    """Return ``name`` if it is a valid queue name, else raise ``ValueError``."""
+    if not _QUEUE_NAME.match(name):
+        raise ValueError(f"invalid queue name {name!r}: use 1-100 letters, digits, '_', '.' or '-'")
+    return name
+
+
+def check_prefix(prefix: str) -> str:
+    """Return ``prefix`` if it is a valid key prefix, else raise ``ValueError``."""
+    if not _PREFIX.match(prefix):
+        raise ValueError(
+            f"invalid key prefix {prefix!r}: use 1-50 letters, digits, '_', '.', '-' or ':'"
+        )
+    return prefix
+
+
+@attrs.frozen
+class PartitionKeys:
+    """Keys of one partition of one queue."""
+
+    prefix: str
+    queue: str
+    partition: int = 0
+
+    @property
+    def tag(self) -> str:
+        return f"{self.prefix}:{{{self.queue}:{self.partition}}}"
+
+    @property
+    def stream(self) -> str:
+        return f"{self.tag}:stream"
+
+    @property
+    def delayed(self) -> str:
+        return f"{self.tag}:delayed"
+
+    @property
+    def dead(self) -> str:
+        return f"{self.tag}:dead"
+
+    @property
+    def meta(self) -> str:
+        return f"{self.tag}:meta"
+
+    def result(self, job_id: str) -> str:
+        return f"{self.tag}:result:{job_id}"
+
+
+def member_key(prefix: str, member_id: str) -> str:
+    """Heartbeat key of a live member (expires after the heartbeat TTL)."""
+    return f"{prefix}:member:{member_id}"
+
+
+def members_key(prefix: str) -> str:
+    """Sorted set of members, scored by the server time their heartbeat expires."""
+    return f"{prefix}:members"

@@ -1,0 +1,254 @@
+"""Every Lua script trioqueue runs, defined once.
+
+Rules (see docs/explanation/delivery.md):
+
+- each script starts with a ``#!lua`` line so the server applies the safe defaults
+  (all keys declared, single slot, refused on read-only replicas);
+- scripts that only free memory (acknowledge, renew, purge) declare ``allow-oom`` so
+  a full server can still be drained; scripts that add data keep the default and fail
+  definitely under OOM;
+- anything that settles a delivery first checks that the entry is still pending
+  *and owned by this consumer*, because ``XACK`` itself checks no owner: a worker that
+  was paused past its heartbeat TTL is fenced instead of acknowledging a job another
+  member now runs;
+- due times come from the server's ``TIME``, never from a worker's clock.
+"""
+
+from __future__ import annotations
+
+# Shared Lua prelude: owner check and server clock.
+_PRELUDE = """
+local function owned(stream, group, id, me)
+  local p = redis.call('XPENDING', stream, group, id, id, 1)
+  return p[1] ~= nil and p[1][2] == me
+end
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"""
+
+# KEYS: stream, meta
+# ARGV: max_length (0 = none), max_message_bytes (0 = none), n, then n x (job id, type, body)
+# Bounds stored in the meta hash (written from the config by workers and `check`) win over
+# the caller's. Returns the entry ids, or an error "QUEUEFULL <bound>" /
+# "TOOLARGE <size> <limit>"; nothing is added then.
+SEND = (
+    "#!lua\n"
+    + _PRELUDE
+    + """
+local meta = redis.call('HMGET', KEYS[2], 'max_length', 'max_message_bytes')
+local maxlen = tonumber(meta[1] or ARGV[1])
+local maxbytes = tonumber(meta[2] or ARGV[2])
+local n = tonumber(ARGV[3])
+if maxlen > 0 and redis.call('XLEN', KEYS[1]) + n > maxlen then
+  return redis.error_reply('QUEUEFULL ' .. maxlen)
+end
+if maxbytes > 0 then
+  for i = 0, n - 1 do
+    local size = #ARGV[6 + i * 3]
+    if size > maxbytes then
+      return redis.error_reply('TOOLARGE ' .. size .. ' ' .. maxbytes)
+    end
+  end
+end
+local ids = {}
+for i = 0, n - 1 do
+  local b = 4 + i * 3
+  ids[i + 1] = redis.call('XADD', KEYS[1], '*', 'id', ARGV[b], 'type', ARGV[b + 1],
+                          'body', ARGV[b + 2])
+end
+return ids
+"""
+)
+
+# KEYS: stream, then result keys referenced by index
+# ARGV: group, consumer, result_ttl_ms, n, then n x (entry id, result key index or 0, result)
+# Acknowledges and deletes each entry this consumer still owns and stores its result.
+# Returns the ids that were *not* owned (fenced).
+ACK = (
+    "#!lua flags=allow-oom\n"
+    + _PRELUDE
+    + """
+local stream, group, me = KEYS[1], ARGV[1], ARGV[2]
+local ttl = tonumber(ARGV[3])
+local n = tonumber(ARGV[4])
+local fenced = {}
+for i = 0, n - 1 do
+  local b = 5 + i * 3
+  local id = ARGV[b]
+  if owned(stream, group, id, me) then
+    redis.call('XACK', stream, group, id)
+    redis.call('XDEL', stream, id)
+    local k = tonumber(ARGV[b + 1])
+    if k > 0 then redis.call('SET', KEYS[k], ARGV[b + 2], 'PX', ttl) end
+  else
+    fenced[#fenced + 1] = id
+  end
+end
+return fenced
+"""
+)
+
+# KEYS: stream, delayed
+# ARGV: group, consumer, entry id, delay_ms, payload (JSON envelope with attempt + 1)
+# Returns 1 when moved to the delayed set, 0 when fenced.
+RETRY = (
+    "#!lua\n"
+    + _PRELUDE
+    + """
+local stream, group, me, id = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
+if not owned(stream, group, id, me) then return 0 end
+redis.call('ZADD', KEYS[2], now_ms() + tonumber(ARGV[4]), ARGV[5])
+redis.call('XACK', stream, group, id)
+redis.call('XDEL', stream, id)
+return 1
+"""
+)
+
+# KEYS: stream, dead
+# ARGV: group, consumer, entry id, then field/value pairs of the dead-letter entry
+# Returns the dead-letter entry id, or false when fenced.
+DEAD = (
+    "#!lua\n"
+    + _PRELUDE
+    + """
+local stream, group, me, id = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
+if not owned(stream, group, id, me) then return false end
+local fields = {}
+for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
+fields[#fields + 1] = 'failed_at'
+fields[#fields + 1] = tostring(now_ms())
+local dead_id = redis.call('XADD', KEYS[2], '*', unpack(fields))
+redis.call('XACK', stream, group, id)
+redis.call('XDEL', stream, id)
+return dead_id
+"""
+)
+
+# KEYS: stream, delayed
+# ARGV: limit
+# Moves due jobs from the delayed set into the stream. Returns {moved, ms until next due
+# or -1 when the set is empty}.
+PROMOTE = (
+    "#!lua\n"
+    + _PRELUDE
+    + """
+local now = now_ms()
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+for _, payload in ipairs(due) do
+  local ok, job = pcall(cjson.decode, payload)
+  if ok and type(job) == 'table' then
+    redis.call('XADD', KEYS[1], '*', 'id', tostring(job.id), 'type', tostring(job.type),
+               'body', tostring(job.body), 'attempt', tostring(job.attempt),
+               'enqueued', tostring(job.enqueued))
+  else
+    redis.call('XADD', KEYS[1], '*', 'type', '', 'body', payload, 'attempt', '1')
+  end
+  redis.call('ZREM', KEYS[2], payload)
+end
+local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+local wait = -1
+if nxt[2] then wait = math.max(0, tonumber(nxt[2]) - now) end
+return {#due, wait}
+"""
+)
+
+# KEYS: stream, dead
+# ARGV: group, consumer, min_idle_ms, count, owner ('' = any other consumer),
+#       max_deliveries, worker id
+# Claims entries idle at least min_idle_ms from other consumers (without JUSTID, so the
+# delivery counter counts). Entries past max_deliveries go to the dead-letter stream in
+# the same step. Returns {claimed: {id, fields, deliveries}..., dead_count, lost_count}.
+RECLAIM = (
+    "#!lua\n"
+    + _PRELUDE
+    + """
+local stream, dead, group, me = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
+local min_idle, count, owner = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local max_deliveries, worker = tonumber(ARGV[6]), ARGV[7]
+local pending
+if owner ~= '' then
+  pending = redis.call('XPENDING', stream, group, 'IDLE', min_idle, '-', '+', count, owner)
+else
+  pending = redis.call('XPENDING', stream, group, 'IDLE', min_idle, '-', '+', count)
+end
+local out, dead_n, lost_n = {}, 0, 0
+for _, p in ipairs(pending) do
+  local id, from = p[1], p[2]
+  if from ~= me then
+    local deliveries = tonumber(p[4]) + 1
+    local claimed = redis.call('XCLAIM', stream, group, me, min_idle, id)
+    local entry = claimed[1]
+    if not entry or not entry[2] then
+      lost_n = lost_n + 1
+    elseif max_deliveries > 0 and deliveries > max_deliveries then
+      local fields = entry[2]
+      fields[#fields + 1] = 'error_type'
+      fields[#fields + 1] = 'MaxDeliveriesExceeded'
+      fields[#fields + 1] = 'error'
+      fields[#fields + 1] = 'delivered ' .. deliveries .. ' times (max_deliveries=' ..
+                            max_deliveries .. '); last owner ' .. from
+      fields[#fields + 1] = 'worker'
+      fields[#fields + 1] = worker
+      fields[#fields + 1] = 'source_id'
+      fields[#fields + 1] = id
+      fields[#fields + 1] = 'failed_at'
+      fields[#fields + 1] = tostring(now_ms())
+      redis.call('XADD', dead, '*', unpack(fields))
+      redis.call('XACK', stream, group, id)
+      redis.call('XDEL', stream, id)
+      dead_n = dead_n + 1
+    else
+      out[#out + 1] = {id, entry[2], deliveries}
+    end
+  end
+end
+return {out, dead_n, lost_n}
+"""
+)
+
+# KEYS: stream
+# ARGV: group, consumer, entry ids...
+# Resets the idle time of entries this consumer still owns (JUSTID: not a delivery).
+# Returns the ids it no longer owns.
+TOUCH = (
+    "#!lua flags=allow-oom\n"
+    + _PRELUDE
+    + """
+local stream, group, me = KEYS[1], ARGV[1], ARGV[2]
+local lost = {}
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  if owned(stream, group, id, me) then
+    redis.call('XCLAIM', stream, group, me, 0, id, 'JUSTID')
+  else
+    lost[#lost + 1] = id
+  end
+end
+return lost
+"""
+)
+
+# KEYS: stream
+# ARGV: group, consumer
+# Deletes a consumer only if it has no pending entries (DELCONSUMER would drop them).
+FORGET_CONSUMER = (
+    "#!lua flags=allow-oom\n"
+    + """
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
+if p[1] ~= nil then return 0 end
+return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2]) + 1
+"""
+)
+
+ALL = {
+    "send": SEND,
+    "ack": ACK,
+    "retry": RETRY,
+    "dead": DEAD,
+    "promote": PROMOTE,
+    "reclaim": RECLAIM,
+    "touch": TOUCH,
+    "forget_consumer": FORGET_CONSUMER,
+}

@@ -1,0 +1,1 @@
+"""The worker side: supervisor, consumers and their loops (internal)."""

@@ -1,0 +1,339 @@
+"""The supervisor: one root nursery owning the broker connection and every loop.
+
+Supervisor.run
+├── embedded broker (only without a broker URL)
+├── heartbeat loop   — keeps this member alive; notices when it lapsed
+├── scheduler loop   — moves due delayed/retry jobs back into their streams
+├── signal listener  — first SIGINT/SIGTERM drains, the second cancels
+└── consumers        — one per queue (see _consumer.py); recovery runs in each
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import socket
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from typing import Any
+
+import orjson
+import trio
+
+from trioqueue._app import App
+from trioqueue._config import Config, QueueSettings, WorkerConfig
+from trioqueue._connection import Redis, connected, redact_url
+from trioqueue._embedded import default_data_dir, embedded_broker
+from trioqueue._keys import PartitionKeys, member_key, members_key
+from trioqueue._scripts import ALL as SCRIPTS
+from trioqueue._worker._consumer import Consumer
+from trioqueue._worker._outage import OutageTracker, reconnect_delay
+
+__all__ = ["Supervisor"]
+
+log = logging.getLogger("trioqueue")
+
+# How long an orderly stop waits for in-flight acknowledgements at most, on top of
+# the drain itself.
+SCHEDULER_MAX_SLEEP = 0.5
+
+
+def new_member_id() -> str:
+    """``host:pid:random``: unique per process start, readable in ``XINFO`` output."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class _Scripts:
+    """The registered scripts of one client, as attributes."""
+
+    def __init__(self, redis: Redis) -> None:
+        for name, text in SCRIPTS.items():
+            setattr(self, name, redis.register_script(text))
+
+    def __getattr__(self, name: str) -> Any:  # for mypy: attributes are set dynamically
+        raise AttributeError(name)
+
+
+class Supervisor:
+    """Runs an App's consumers and loops until stopped.
+
+    ``config`` supplies broker, worker and per-queue settings (``App`` decorator
+    values are defaults it overrides). Without ``config.broker.url`` an embedded
+    server is started. ``queues`` limits the queues consumed (default: all with a
+    handler). With ``burst=True`` it stops once every queue is drained.
+    """
+
+    def __init__(
+        self,
+        app: App,
+        config: Config | None = None,
+        *,
+        queues: list[str] | None = None,
+        burst: bool = False,
+        handle_signals: bool = False,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.app = app
+        self.config = config if config is not None else Config(app="")
+        self.prefix = self.config.broker.prefix
+        self.burst = burst
+        self.handle_signals = handle_signals
+        self.member_id = new_member_id()
+        self.settings: dict[str, QueueSettings] = app.settings(self.config)
+        if queues is not None:
+            unknown = sorted(set(queues) - set(self.settings))
+            if unknown:
+                raise ValueError(f"no handler registered for queue(s) {', '.join(unknown)}")
+            self.settings = {q: self.settings[q] for q in queues}
+        self.consumers: dict[str, Consumer] = {}
+        self.url: str | None = None
+        self.stopping = False
+        self.drain_deadline = float("inf")
+        self.outage = OutageTracker(None)
+        self.outage.on_recover.append(self._distrust_peers)
+        self._on_progress = on_progress
+        self._started = trio.Event()
+        self._stopped = trio.Event()
+        self._root: trio.CancelScope | None = None
+        self._scheduler_poke = trio.Event()
+        self._lapse = trio.Event()
+        self._trusted_at = 0.0
+        self._stop_event = trio.Event()
+        self.heartbeat_lapses = 0
+
+    # ----------------------------------------------------------------- public API
+
+    @property
+    def worker(self) -> WorkerConfig:
+        return self.config.worker
+
+    @property
+    def block_ms(self) -> int:
+        return max(1, int(self.worker.block * 1000))
+
+    def is_stopping(self) -> bool:
+        """Whether a graceful shutdown has begun (consumers stop fetching)."""
+        return self.stopping
+
+    def shutdown(self) -> None:
+        """Stop gracefully: stop fetching, let running jobs finish within
+        ``shutdown_grace``, acknowledge them, then return from ``run``."""
+        if not self.stopping:
+            self.stopping = True
+            self.drain_deadline = trio.current_time() + self.worker.shutdown_grace
+            self._stop_event.set()
+            log.info(
+                "shutting down: draining in-flight jobs (up to %.0fs)", self.worker.shutdown_grace
+            )
+            for consumer in self.consumers.values():
+                consumer._signal()
+
+    def cancel(self) -> None:
+        """Stop at once: running jobs are cancelled and stay pending for redelivery."""
+        if self._root is not None:
+            log.warning("cancelling: running jobs are abandoned and will be redelivered")
+            self._root.cancel()
+
+    async def wait_started(self) -> None:
+        await self._started.wait()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run until ``shutdown``/``cancel`` (or, in burst mode, until drained)."""
+        if not self.settings:
+            raise ValueError(f"app {self.app.name!r} has no handlers: nothing to run")
+        with trio.CancelScope() as root:
+            self._root = root
+            async with AsyncExitStack() as stack:
+                url = self.config.broker.url
+                if url is None:
+                    data_dir = default_data_dir(self.config.base_dir, self.config.broker.data_dir)
+                    url = await stack.enter_async_context(
+                        embedded_broker(data_dir, appendfsync=self.config.broker.appendfsync)
+                    )
+                self.url = url
+                self.outage = OutageTracker(url)
+                self.outage.on_recover.append(self._distrust_peers)
+                b = self.config.broker
+                self.redis = await stack.enter_async_context(
+                    connected(
+                        url,
+                        connect_timeout=b.connect_timeout,
+                        socket_timeout=max(b.socket_timeout, self.worker.block + 5.0),
+                        tls_ca_file=b.tls_ca_file,
+                        client_name=f"trioqueue:{self.member_id}",
+                    )
+                )
+                self.scripts: Any = _Scripts(self.redis)
+                await self._startup_checks()
+                await self._run_loops(task_status)
+        self._stopped.set()
+
+    # ----------------------------------------------------------------- internals
+
+    async def _startup_checks(self) -> None:
+        await store_queue_bounds(self.redis, self.prefix, self.settings.values())
+        info: Any = await self.redis.info("server")
+        uptime = float(info.get("uptime_in_seconds", 1e9))
+        ttl = self.worker.heartbeat_ttl
+        if uptime < ttl:
+            # The server just (re)started: heartbeats of live peers may not have been
+            # renewed yet, so do not take their jobs until a full TTL has passed.
+            self._trusted_at = trio.current_time() + (ttl - uptime)
+        await self._beat()
+        log.info(
+            "worker %s started: app %s, broker %s, queues %s",
+            self.member_id,
+            self.app.name,
+            redact_url(self.url or ""),
+            ", ".join(self.settings),
+        )
+
+    async def _run_loops(self, task_status: trio.TaskStatus[None]) -> None:
+        async with trio.open_nursery() as loops:
+            loops.start_soon(self._heartbeat_loop)
+            loops.start_soon(self._scheduler_loop)
+            if self.handle_signals:
+                loops.start_soon(self._signal_loop)
+            async with trio.open_nursery() as consumers:
+                for name, settings in self.settings.items():
+                    consumer = Consumer(self, settings)
+                    self.consumers[name] = consumer
+                    await consumers.start(consumer.run)
+                self._started.set()
+                task_status.started()
+                if not self.burst:
+                    await self._stop_event.wait()
+            if self.burst and not self.stopping:
+                log.info("burst: all queues drained")
+                self.stopping = True
+            loops.cancel_scope.cancel()
+        with trio.move_on_after(self.config.broker.connect_timeout) as scope:
+            scope.shield = True
+            # Peers may reclaim whatever we left pending right away (R13).
+            try:
+                await self.redis.delete([member_key(self.prefix, self.member_id)])
+                await self.redis.zrem(members_key(self.prefix), [self.member_id])
+            except Exception as exc:
+                log.warning("could not remove heartbeat on shutdown: %s", exc)
+        log.info("worker %s stopped", self.member_id)
+
+    async def _signal_loop(self) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                if not self.stopping:
+                    log.info(
+                        "received %s: graceful shutdown (send again to cancel at once)",
+                        signal.Signals(signum).name,
+                    )
+                    self.shutdown()
+                else:
+                    self.cancel()
+
+    def reconnect_delay(self) -> float:
+        return reconnect_delay(min(self.outage.outages, 6))
+
+    def progress(self, n: int) -> None:
+        if self._on_progress is not None:
+            self._on_progress(n)
+
+    def poke_scheduler(self) -> None:
+        self._scheduler_poke.set()
+
+    def lapse_event(self) -> trio.Event:
+        return self._lapse
+
+    # ----------------------------------------------------------------- liveness
+
+    def peers_trusted(self) -> bool:
+        """Whether a missing heartbeat of a peer may be taken to mean it is dead."""
+        return trio.current_time() >= self._trusted_at
+
+    def _distrust_peers(self) -> None:
+        self._trusted_at = trio.current_time() + self.worker.heartbeat_ttl
+
+    async def _beat(self) -> bool:
+        """Renew our heartbeat; return False if it had expired (we were presumed dead)."""
+        ttl_ms = int(self.worker.heartbeat_ttl * 1000)
+        info = orjson.dumps(
+            {"id": self.member_id, "app": self.app.name, "queues": list(self.settings)}
+        )
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(member_key(self.prefix, self.member_id), info, px=ttl_ms, get=True)
+            pipe.time()
+        results: Any = pipe.results
+        previous, now = results
+        now_ms = int(now.timestamp() * 1000)
+        await self.redis.zadd(members_key(self.prefix), {self.member_id: now_ms + ttl_ms})
+        return previous is not None
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.worker.heartbeat_interval
+        ttl = self.worker.heartbeat_ttl
+        last_ok = trio.current_time()
+        while True:
+            await trio.sleep(interval)
+            try:
+                alive = await self._beat()
+            except Exception as exc:
+                from trioqueue._connection import is_connection_error
+
+                if not is_connection_error(exc):
+                    raise
+                self.outage.failed("heartbeat", exc)
+                continue
+            now = trio.current_time()
+            gap = now - last_ok
+            last_ok = now
+            if gap > ttl / 2:
+                # We stalled (paused, starved, cut off): peers' heartbeats may look
+                # stale to us for the same reason, so trust them again only later.
+                self._distrust_peers()
+            if not alive:
+                self.heartbeat_lapses += 1
+                log.warning(
+                    "heartbeat lapsed (%.1fs without renewal, ttl %.1fs): peers may have "
+                    "taken over our jobs; checking ownership of running jobs",
+                    gap,
+                    ttl,
+                )
+                self._lapse.set()
+                self._lapse = trio.Event()
+
+    # ----------------------------------------------------------------- scheduler
+
+    async def _scheduler_loop(self) -> None:
+        while True:
+            wait = SCHEDULER_MAX_SLEEP
+            for name in self.settings:
+                keys = PartitionKeys(self.prefix, name)
+                try:
+                    moved, next_ms = await self.scripts.promote(
+                        keys=[keys.stream, keys.delayed], args=[500]
+                    )
+                except Exception as exc:
+                    from trioqueue._connection import is_connection_error
+
+                    if not is_connection_error(exc):
+                        log.exception("scheduler: cannot promote due jobs of %s", name)
+                    else:
+                        self.outage.failed("scheduler", exc)
+                    continue
+                if int(moved) >= 500:
+                    wait = 0.0
+                elif int(next_ms) >= 0:
+                    wait = min(wait, int(next_ms) / 1000)
+            with trio.move_on_after(wait):
+                await self._scheduler_poke.wait()
+            self._scheduler_poke = trio.Event()
+
+
+async def store_queue_bounds(redis: Redis, prefix: str, settings: Any) -> None:
+    """Write each queue's bounds to its meta hash so every producer enforces them."""
+    for s in settings:
+        meta = PartitionKeys(prefix, s.name).meta
+        await redis.hset(
+            meta,
+            {"max_length": s.max_length or 0, "max_message_bytes": s.max_message_bytes},
+        )
