@@ -16,11 +16,14 @@ from trioqueue._config import (
     load_config,
 )
 from trioqueue._context import JobContext, current_job
+from trioqueue._deadletters import DeadLetter
 from trioqueue._errors import (
     BrokerAuthError,
     BrokerError,
     BrokerUnavailable,
     ConfigError,
+    JobCancelled,
+    JobFailed,
     MessageTooLarge,
     QueueFull,
     Reject,
@@ -42,9 +45,12 @@ __all__ = [
     "Client",
     "Config",
     "ConfigError",
+    "DeadLetter",
     "Handler",
     "Job",
+    "JobCancelled",
     "JobContext",
+    "JobFailed",
     "MessageTooLarge",
     "QueueFull",
     "QueueOptions",

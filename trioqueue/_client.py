@@ -9,14 +9,16 @@ from typing import Any
 import attrs
 import coredis.exceptions as cx
 import orjson
+import trio
 
 from trioqueue._app import App
 from trioqueue._config import Config, QueueSettings
 from trioqueue._connection import Redis, classify, connected, is_connection_error
+from trioqueue._deadletters import DeadLetter, list_dead, purge_dead, retry_dead
 from trioqueue._envelope import new_job_id
-from trioqueue._errors import BrokerError, MessageTooLarge, QueueFull
-from trioqueue._keys import PartitionKeys
-from trioqueue._scripts import SEND
+from trioqueue._errors import BrokerError, JobCancelled, JobFailed, MessageTooLarge, QueueFull
+from trioqueue._keys import GROUP, PartitionKeys, control_channel
+from trioqueue._scripts import CANCEL, DLQ_RETRY, SEND
 
 __all__ = ["Client", "Job"]
 
@@ -32,6 +34,7 @@ class Job:
     queue: str
     partition: int = 0
     entry_id: str = ""
+    type_name: str = ""
 
 
 class Client:
@@ -46,6 +49,8 @@ class Client:
         self._config = config
         self._url = url
         self._send = redis.register_script(SEND)
+        self._cancel = redis.register_script(CANCEL)
+        self._dlq_retry = redis.register_script(DLQ_RETRY)
         self._settings: dict[str, QueueSettings] = {}
 
     def _queue_settings(self, queue: str) -> QueueSettings:
@@ -112,9 +117,112 @@ class Client:
                 raise classify(exc, self._url) from None
             raise
         return [
-            Job(id=job_id, queue=queue, entry_id=_text(entry_id))
-            for (job_id, _, _), entry_id in zip(items, ids, strict=True)
+            Job(id=job_id, queue=queue, entry_id=_text(entry_id), type_name=type_name)
+            for (job_id, type_name, _), entry_id in zip(items, ids, strict=True)
         ]
+
+    # ------------------------------------------------------------ job control
+
+    def _job(self, job: Job | str, queue: str | None) -> Job:
+        if isinstance(job, Job):
+            return job
+        if queue is None:
+            raise ValueError("pass a Job, or a job id together with queue=...")
+        return Job(id=job, queue=queue)
+
+    async def cancel(self, job: Job | str, *, queue: str | None = None) -> str:
+        """Cancel a job. Returns ``"removed"`` (it was still waiting and is gone),
+        ``"running"`` (its worker was asked to cancel it; it settles as cancelled) or
+        ``"unknown"`` (already finished, or no such job).
+
+        With a bare job id (and ``queue``), a waiting job is found by scanning the
+        queue, which is slower on long queues than passing the ``Job``.
+        """
+        j = self._job(job, queue)
+        keys = PartitionKeys(self.prefix, j.queue, j.partition)
+        settings = self._queue_settings(j.queue)
+        res = await self._call(
+            self._cancel,
+            [keys.stream, keys.delayed, keys.cancel_marker(j.id), keys.result(j.id)],
+            [
+                GROUP,
+                j.id,
+                j.entry_id,
+                int(settings.result_ttl * 1000),
+                100_000,
+                control_channel(self.prefix),
+                orjson.dumps({"state": "cancelled"}),
+            ],
+        )
+        return _text(res)
+
+    async def result(
+        self, job: Job | str, *, queue: str | None = None, timeout: float = 30.0
+    ) -> Any:
+        """Wait for a job's result and return it, structured into the handler's return
+        type when the job's type is known to this App.
+
+        Raises ``JobFailed`` if it was dead-lettered, ``JobCancelled`` if cancelled,
+        ``trio.TooSlowError`` after ``timeout`` seconds. Only handlers whose return
+        annotation is not ``None`` store a result (kept ``result_ttl`` seconds).
+        """
+        j = self._job(job, queue)
+        keys = PartitionKeys(self.prefix, j.queue, j.partition)
+        deadline = trio.current_time() + timeout
+        # Tell the settling script someone waits, then read: a result stored between
+        # the two is seen by the read; one stored after it pushes a wake-up.
+        await self.redis.set(keys.result_wait(j.id), b"1", px=int(timeout * 1000) + 1000)
+        try:
+            while True:
+                doc = await self.redis.get(keys.result(j.id))
+                if doc is not None:
+                    return self._outcome(j, orjson.loads(doc))
+                remaining = deadline - trio.current_time()
+                if remaining <= 0:
+                    raise trio.TooSlowError(f"no result for job {j.id} within {timeout}s")
+                await self.redis.blpop([keys.result_done(j.id)], timeout=min(remaining, 5.0))
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.redis.delete([keys.result_wait(j.id), keys.result_done(j.id)])
+
+    def _outcome(self, job: Job, doc: dict[str, Any]) -> Any:
+        state = doc.get("state")
+        if state == "failed":
+            raise JobFailed(job.id, str(doc.get("error_type", "")), str(doc.get("error", "")))
+        if state == "cancelled":
+            raise JobCancelled(job.id)
+        value = doc.get("result")
+        handler = self.app.handler_for_name(job.type_name) if job.type_name else None
+        if handler is not None and handler.returns_value:
+            return self.app.converter.structure(value, handler.return_type)
+        return value
+
+    # ------------------------------------------------------------ dead letters
+
+    async def dead_letters(self, queue: str, *, count: int = 100) -> list[DeadLetter]:
+        """The oldest ``count`` entries of ``queue``'s dead-letter stream."""
+        return await list_dead(self.redis, PartitionKeys(self.prefix, queue), count)
+
+    async def retry_dead_letters(
+        self, queue: str, ids: Sequence[str] | None = None
+    ) -> tuple[int, int]:
+        """Re-send dead letters (``ids``, or all) as fresh jobs with attempts reset.
+
+        Returns (re-sent, skipped); skipped entries are not job envelopes and stay.
+        """
+        return await retry_dead(self.redis, self._dlq_retry, PartitionKeys(self.prefix, queue), ids)
+
+    async def purge_dead_letters(self, queue: str, ids: Sequence[str] | None = None) -> int:
+        """Delete dead letters (``ids``, or all); returns how many were deleted."""
+        return await purge_dead(self.redis, PartitionKeys(self.prefix, queue), ids)
+
+    async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await script(keys=keys, args=args)
+        except Exception as exc:
+            if is_connection_error(exc) or isinstance(exc, cx.RedisError):
+                raise classify(exc, self._url) from None
+            raise
 
 
 def _text(value: Any) -> str:

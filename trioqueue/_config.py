@@ -12,6 +12,7 @@ from typing import Any, Literal, TypeVar
 
 import attrs
 import cattrs
+from cattrs.cols import is_mapping, mapping_structure_factory
 from cattrs.errors import ForbiddenExtraKeysError
 
 from trioqueue._errors import ConfigError
@@ -45,7 +46,11 @@ class Backoff:
 
     def delay(self, attempt: int, rand: float = 0.5) -> float:
         """Seconds to wait before attempt ``attempt + 1``; ``rand`` is uniform in [0, 1)."""
-        base = min(self.max, self.initial * self.factor ** max(0, attempt - 1))
+        try:
+            base = min(self.max, self.initial * self.factor ** max(0, attempt - 1))
+        except OverflowError:
+            # A high attempt number with factor > 1 overflows a float; it is past the cap.
+            base = self.max
         return max(0.0, base * (1.0 + self.jitter * (2.0 * rand - 1.0)))
 
 
@@ -168,7 +173,26 @@ def _config_converter() -> cattrs.Converter:
     )
     conv.register_structure_hook(str, _strict(str, "a string", lambda v: type(v) is str))
     conv.register_structure_hook(bool, _strict(bool, "true or false", lambda v: type(v) is bool))
+    # Without this, a scalar given for a section surfaces as a Python AttributeError.
+    conv.register_structure_hook_factory(attrs.has, _tables_only(conv.gen_structure_attrs_fromdict))
+    conv.register_structure_hook_factory(
+        is_mapping, _tables_only(lambda tp: mapping_structure_factory(tp, conv))
+    )
     return conv
+
+
+def _tables_only(make: Callable[[Any], Callable[[Any, Any], Any]]) -> Callable[[Any], Any]:
+    def factory(tp: Any) -> Callable[[Any, Any], Any]:
+        inner = make(tp)
+
+        def hook(value: Any, t: Any) -> Any:
+            if not isinstance(value, dict):
+                raise ValueError(f"expected a table, got {_show(value)}")
+            return inner(value, t)
+
+        return hook
+
+    return factory
 
 
 _CONVERTER = _config_converter()

@@ -7,6 +7,8 @@ __all__ = [
     "BrokerError",
     "BrokerUnavailable",
     "ConfigError",
+    "JobCancelled",
+    "JobFailed",
     "MessageTooLarge",
     "QueueFull",
     "Reject",
@@ -66,6 +68,24 @@ class MessageTooLarge(TrioqueueError):
         super().__init__(
             f"message for queue {queue!r} is {size} bytes, over max_message_bytes={limit}"
         )
+
+
+class JobFailed(TrioqueueError):
+    """The job was dead-lettered; ``error_type`` and ``error`` say why."""
+
+    def __init__(self, job_id: str, error_type: str, error: str) -> None:
+        self.job_id = job_id
+        self.error_type = error_type
+        self.error = error
+        super().__init__(f"job {job_id} failed: {error_type}: {error}")
+
+
+class JobCancelled(TrioqueueError):
+    """The job was cancelled before it finished."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"job {job_id} was cancelled")
 
 
 class Retry(Exception):

@@ -63,10 +63,26 @@ class PartitionKeys:
     def result(self, job_id: str) -> str:
         return f"{self.tag}:result:{job_id}"
 
+    def result_wait(self, job_id: str) -> str:
+        """Set by a client waiting for the result; the settling script then notifies."""
+        return f"{self.tag}:wait:{job_id}"
+
+    def result_done(self, job_id: str) -> str:
+        """List the settling script pushes to, to wake a waiting client (BLPOP)."""
+        return f"{self.tag}:done:{job_id}"
+
+    def cancel_marker(self, job_id: str) -> str:
+        return f"{self.tag}:cancel:{job_id}"
+
 
 def member_key(prefix: str, member_id: str) -> str:
     """Heartbeat key of a live member (expires after the heartbeat TTL)."""
     return f"{prefix}:member:{member_id}"
+
+
+def control_channel(prefix: str) -> str:
+    """Pub/sub channel on which clients ask workers to cancel running jobs."""
+    return f"{prefix}:control"
 
 
 def members_key(prefix: str) -> str:

@@ -22,6 +22,17 @@ local function owned(stream, group, id, me)
   local p = redis.call('XPENDING', stream, group, id, id, 1)
   return p[1] ~= nil and p[1][2] == me
 end
+-- Store a job's outcome document and wake a client waiting for it (see Client.result).
+local function store_outcome(key, doc, ttl)
+  if ttl <= 0 or doc == '' then return end
+  redis.call('SET', key, doc, 'PX', ttl)
+  local tag, job = string.match(key, '^(.-}):result:(.*)$')
+  if tag and redis.call('EXISTS', tag .. ':wait:' .. job) == 1 then
+    local done = tag .. ':done:' .. job
+    redis.call('RPUSH', done, '1')
+    redis.call('PEXPIRE', done, 60000)
+  end
+end
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -81,7 +92,7 @@ for i = 0, n - 1 do
     redis.call('XACK', stream, group, id)
     redis.call('XDEL', stream, id)
     local k = tonumber(ARGV[b + 1])
-    if k > 0 then redis.call('SET', KEYS[k], ARGV[b + 2], 'PX', ttl) end
+    if k > 0 then store_outcome(KEYS[k], ARGV[b + 2], ttl) end
   else
     fenced[#fenced + 1] = id
   end
@@ -106,8 +117,9 @@ return 1
 """
 )
 
-# KEYS: stream, dead
-# ARGV: group, consumer, entry id, then field/value pairs of the dead-letter entry
+# KEYS: stream, dead, result key
+# ARGV: group, consumer, entry id, result_ttl_ms, outcome document ('' = none), then
+#       field/value pairs of the dead-letter entry
 # Returns the dead-letter entry id, or false when fenced.
 DEAD = (
     "#!lua\n"
@@ -115,8 +127,9 @@ DEAD = (
     + """
 local stream, group, me, id = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 if not owned(stream, group, id, me) then return false end
+store_outcome(KEYS[3], ARGV[5], tonumber(ARGV[4]))
 local fields = {}
-for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
 fields[#fields + 1] = 'failed_at'
 fields[#fields + 1] = tostring(now_ms())
 local dead_id = redis.call('XADD', KEYS[2], '*', unpack(fields))
@@ -208,25 +221,119 @@ return {out, dead_n, lost_n}
 """
 )
 
-# KEYS: stream
-# ARGV: group, consumer, entry ids...
+# KEYS: stream, then one cancel-marker key per entry
+# ARGV: group, consumer, entry ids... (same order as the marker keys)
 # Resets the idle time of entries this consumer still owns (JUSTID: not a delivery).
-# Returns the ids it no longer owns.
+# Returns {ids it no longer owns, ids whose job was asked to cancel}.
 TOUCH = (
     "#!lua flags=allow-oom\n"
     + _PRELUDE
     + """
 local stream, group, me = KEYS[1], ARGV[1], ARGV[2]
-local lost = {}
+local lost, cancel = {}, {}
 for i = 3, #ARGV do
   local id = ARGV[i]
   if owned(stream, group, id, me) then
     redis.call('XCLAIM', stream, group, me, 0, id, 'JUSTID')
+    if redis.call('EXISTS', KEYS[i - 1]) == 1 then cancel[#cancel + 1] = id end
   else
     lost[#lost + 1] = id
   end
 end
-return lost
+return {lost, cancel}
+"""
+)
+
+# KEYS: stream, delayed, cancel marker, result key
+# ARGV: group, job id, entry id ('' = search the stream), result_ttl_ms, scan limit,
+#       control channel, outcome document for a removed job
+# A job still waiting (in the stream, not delivered, or in the delayed set) is removed
+# and recorded as cancelled. A job being run gets a cancel marker (seen by the owner's
+# renewal) and a message on the control channel (seen at once).
+# Returns 'removed', 'running' or 'unknown'.
+CANCEL = (
+    "#!lua\n"
+    + _PRELUDE
+    + """
+local stream, delayed, marker, result = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local group, job, eid = ARGV[1], ARGV[2], ARGV[3]
+local ttl, limit = tonumber(ARGV[4]), tonumber(ARGV[5])
+local function job_of(entry)
+  local f = entry[2]
+  for i = 1, #f, 2 do if f[i] == 'id' then return f[i + 1] end end
+  return entry[1]
+end
+local found
+if eid ~= '' then
+  local r = redis.call('XRANGE', stream, eid, eid)
+  if r[1] and job_of(r[1]) == job then found = r[1][1] end
+else
+  local start, seen = '-', 0
+  while not found and seen < limit do
+    local page = redis.call('XRANGE', stream, start, '+', 'COUNT', 500)
+    if #page == 0 then break end
+    for _, e in ipairs(page) do
+      if job_of(e) == job then found = e[1]; break end
+    end
+    seen = seen + #page
+    start = '(' .. page[#page][1]
+  end
+end
+if found then
+  local ok, p = pcall(redis.call, 'XPENDING', stream, group, found, found, 1)
+  if ok and p[1] then
+    redis.call('SET', marker, '1', 'PX', math.max(ttl, 60000))
+    redis.call('PUBLISH', ARGV[6], cjson.encode({cancel = job}))
+    return 'running'
+  end
+  redis.call('XDEL', stream, found)
+  store_outcome(result, ARGV[7], ttl)
+  return 'removed'
+end
+local needle = '"id":"' .. job .. '"'
+local members = redis.call('ZRANGE', delayed, 0, limit - 1)
+for _, m in ipairs(members) do
+  if string.find(m, needle, 1, true) then
+    redis.call('ZREM', delayed, m)
+    store_outcome(result, ARGV[7], ttl)
+    return 'removed'
+  end
+end
+return 'unknown'
+"""
+)
+
+# KEYS: stream, dead
+# ARGV: count, then dead-letter entry ids ('' alone = the oldest `count` entries)
+# Re-sends dead-lettered jobs as fresh jobs (attempt 1) and removes them from the
+# dead-letter stream, in one step. Returns {re-sent, skipped (no job envelope)}.
+DLQ_RETRY = (
+    "#!lua\n"
+    + """
+local entries = {}
+if ARGV[2] == '' then
+  entries = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', tonumber(ARGV[1]))
+else
+  for i = 2, #ARGV do
+    local r = redis.call('XRANGE', KEYS[2], ARGV[i], ARGV[i])
+    if r[1] then entries[#entries + 1] = r[1] end
+  end
+end
+local resent, skipped = 0, 0
+for _, e in ipairs(entries) do
+  local f, job = e[2], {}
+  for i = 1, #f, 2 do job[f[i]] = f[i + 1] end
+  if job['type'] and job['body'] then
+    redis.call('XADD', KEYS[1], '*', 'id', job['id'] or e[1], 'type', job['type'],
+               'body', job['body'])
+    redis.call('XDEL', KEYS[2], e[1])
+    resent = resent + 1
+  else
+    -- Not a job envelope (e.g. a raw malformed entry): keep it for a human to read.
+    skipped = skipped + 1
+  end
+end
+return {resent, skipped}
 """
 )
 
@@ -250,5 +357,7 @@ ALL = {
     "promote": PROMOTE,
     "reclaim": RECLAIM,
     "touch": TOUCH,
+    "cancel": CANCEL,
+    "dlq_retry": DLQ_RETRY,
     "forget_consumer": FORGET_CONSUMER,
 }

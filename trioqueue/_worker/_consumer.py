@@ -374,13 +374,20 @@ class Consumer:
         running = self.running.get(env.entry_id)
         if running is not None and running.fenced:
             return
+        if running is not None and running.cancelled and scope.cancelled_caught:
+            # A client cancelled it: settle it as cancelled, never retry it.
+            log.info("job %s on queue %s cancelled on request", env.job_id, self.settings.name)
+            self._acks.append((env.entry_id, env.job_id, outcome_doc("cancelled")))
+            self._unacked.add(env.entry_id)
+            self._ack_wanted.set()
+            return
         if scope.cancelled_caught:
             # Shutdown cancelled the job: leave it pending for redelivery.
             return
         if outcome is None:
             stored = None
             if handler.returns_value and self.settings.result_ttl > 0:
-                stored = orjson.dumps(self.sup.app.converter.unstructure(result))
+                stored = outcome_doc("succeeded", result=self.sup.app.converter.unstructure(result))
             self._acks.append((env.entry_id, env.job_id, stored))
             self._unacked.add(env.entry_id)
             self._ack_wanted.set()
@@ -478,6 +485,10 @@ class Consumer:
         await self._dead_letter(env.entry_id, fields)
 
     async def _dead_letter(self, entry_id: str, fields: dict[str, str]) -> None:
+        job_id = fields.get("id", entry_id)
+        doc = outcome_doc(
+            "failed", error_type=fields.get("error_type", ""), error=fields.get("error", "")
+        )
         fields = {
             **fields,
             "queue": self.settings.name,
@@ -490,8 +501,15 @@ class Consumer:
         ok = await self._settle(
             "dead-letter",
             self.sup.scripts.dead,
-            [self.keys.stream, self.keys.dead],
-            [GROUP, self.sup.member_id, entry_id, *flat],
+            [self.keys.stream, self.keys.dead, self.keys.result(job_id)],
+            [
+                GROUP,
+                self.sup.member_id,
+                entry_id,
+                int(self.settings.result_ttl * 1000),
+                doc,
+                *flat,
+            ],
         )
         if ok:
             self.stats.dead += 1
@@ -570,10 +588,11 @@ class Consumer:
     async def renew(self) -> None:
         ids = [i for i, r in self.running.items() if not r.fenced]
         for start in range(0, len(ids), ACK_BATCH):
-            chunk = ids[start : start + ACK_BATCH]
+            chunk = [i for i in ids[start : start + ACK_BATCH] if i in self.running]
+            markers = [self.keys.cancel_marker(self.running[i].envelope.job_id) for i in chunk]
             try:
-                lost = await self.sup.scripts.touch(
-                    keys=[self.keys.stream], args=[GROUP, self.sup.member_id, *chunk]
+                lost, cancel = await self.sup.scripts.touch(
+                    keys=[self.keys.stream, *markers], args=[GROUP, self.sup.member_id, *chunk]
                 )
             except Exception as exc:
                 from trioqueue._connection import is_connection_error
@@ -588,6 +607,24 @@ class Consumer:
                     running.fenced = True
                     running.scope.cancel()
                     self._record_fenced(entry_id, "renewal")
+            for entry_id in map(_text, cancel):
+                running = self.running.get(entry_id)
+                if running is not None:
+                    self.cancel_job(running.envelope.job_id)
+
+    def cancel_job(self, job_id: str) -> bool:
+        """Cancel the running job ``job_id`` if this consumer runs it."""
+        for running in self.running.values():
+            if running.envelope.job_id == job_id and not running.cancelled:
+                running.cancelled = True
+                running.scope.cancel()
+                return True
+        return False
+
+
+def outcome_doc(state: str, **fields: Any) -> bytes:
+    """The JSON document stored under a job's result key when it settles."""
+    return orjson.dumps({"state": state, **fields})
 
 
 def _text(value: Any) -> str:

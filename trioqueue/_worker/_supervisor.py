@@ -26,7 +26,7 @@ from trioqueue._app import App
 from trioqueue._config import Config, QueueSettings, WorkerConfig
 from trioqueue._connection import Redis, connected, redact_url
 from trioqueue._embedded import default_data_dir, embedded_broker
-from trioqueue._keys import PartitionKeys, member_key, members_key
+from trioqueue._keys import PartitionKeys, control_channel, member_key, members_key
 from trioqueue._scripts import ALL as SCRIPTS
 from trioqueue._worker._consumer import Consumer
 from trioqueue._worker._outage import OutageTracker, reconnect_delay
@@ -194,6 +194,7 @@ class Supervisor:
         async with trio.open_nursery() as loops:
             loops.start_soon(self._heartbeat_loop)
             loops.start_soon(self._scheduler_loop)
+            loops.start_soon(self._control_loop)
             if self.handle_signals:
                 loops.start_soon(self._signal_loop)
             async with trio.open_nursery() as consumers:
@@ -300,6 +301,37 @@ class Supervisor:
                 )
                 self._lapse.set()
                 self._lapse = trio.Event()
+
+    # ----------------------------------------------------------------- control
+
+    async def _control_loop(self) -> None:
+        """Listen for remote cancel requests. Missed messages (e.g. during an outage)
+        are caught up by the consumers' renewal, which checks cancel markers."""
+        channel = control_channel(self.prefix)
+        while True:
+            try:
+                async with self.redis.pubsub(
+                    channels=[channel], ignore_subscribe_messages=True
+                ) as pubsub:
+                    async for message in pubsub:
+                        self._on_control(message.get("data"))
+            except Exception as exc:
+                from trioqueue._connection import is_connection_error
+
+                if not is_connection_error(exc):
+                    log.exception("control listener failed; restarting it")
+                await trio.sleep(self.reconnect_delay())
+
+    def _on_control(self, data: Any) -> None:
+        try:
+            request = orjson.loads(data)
+            job_id = str(request["cancel"])
+        except Exception:
+            log.warning("ignoring malformed control message %r", data)
+            return
+        for consumer in self.consumers.values():
+            if consumer.cancel_job(job_id):
+                return
 
     # ----------------------------------------------------------------- scheduler
 

@@ -1,0 +1,94 @@
+"""Reading and handling a queue's dead-letter stream."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from trioqueue._connection import Redis
+from trioqueue._envelope import entry_fields_text
+from trioqueue._keys import PartitionKeys
+
+__all__ = ["DeadLetter"]
+
+PAGE = 500
+
+
+@attrs.frozen
+class DeadLetter:
+    """One entry of a dead-letter stream: the job and why it ended there."""
+
+    id: str
+    job_id: str
+    type_name: str
+    body: str
+    error_type: str
+    error: str
+    attempts: int
+    worker: str
+    failed_at: dt.datetime | None
+    traceback: str = ""
+    fields: Mapping[str, str] = attrs.field(factory=dict, repr=False)
+
+    @classmethod
+    def from_entry(cls, entry_id: str, raw: Mapping[Any, Any]) -> DeadLetter:
+        f = entry_fields_text(raw)
+        failed = f.get("failed_at")
+        try:
+            attempts = int(f.get("attempts", f.get("attempt", "1")))
+        except ValueError:
+            attempts = 0
+        return cls(
+            id=entry_id,
+            job_id=f.get("id", ""),
+            type_name=f.get("type", ""),
+            body=f.get("body", ""),
+            error_type=f.get("error_type", ""),
+            error=f.get("error", ""),
+            attempts=attempts,
+            worker=f.get("worker", ""),
+            failed_at=(
+                dt.datetime.fromtimestamp(int(failed) / 1000, tz=dt.UTC)
+                if failed and failed.isdigit()
+                else None
+            ),
+            traceback=f.get("traceback", ""),
+            fields=f,
+        )
+
+
+async def list_dead(redis: Redis, keys: PartitionKeys, count: int) -> list[DeadLetter]:
+    entries: Any = await redis.xrange(keys.dead, count=count)
+    return [DeadLetter.from_entry(_text(e.identifier), e.field_values) for e in entries or ()]
+
+
+async def retry_dead(
+    redis: Redis, script: Any, keys: PartitionKeys, ids: Sequence[str] | None
+) -> tuple[int, int]:
+    """Re-send dead letters (all when ``ids`` is None); return (re-sent, skipped)."""
+    if ids is not None:
+        resent, skipped = await script(keys=[keys.stream, keys.dead], args=[0, *ids])
+        return int(resent), int(skipped)
+    total_resent = total_skipped = 0
+    while True:
+        resent, skipped = await script(keys=[keys.stream, keys.dead], args=[PAGE, ""])
+        total_resent += int(resent)
+        total_skipped += int(skipped)
+        if int(resent) == 0:
+            return total_resent, total_skipped
+
+
+async def purge_dead(redis: Redis, keys: PartitionKeys, ids: Sequence[str] | None) -> int:
+    """Delete dead letters (all when ``ids`` is None); return how many were deleted."""
+    if ids is None:
+        count = int(await redis.xlen(keys.dead))
+        await redis.delete([keys.dead])
+        return count
+    return int(await redis.xdel(keys.dead, list(ids))) if ids else 0
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
