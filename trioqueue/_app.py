@@ -23,6 +23,8 @@ __all__ = ["App", "Handler"]
 
 M = TypeVar("M")
 DEFAULT_QUEUE = "default"
+# Read from the field: on a slotted attrs class, QueueSettings.concurrency is a descriptor.
+_DEFAULT_CONCURRENCY = QueueSettings(name="").concurrency
 
 
 @attrs.frozen
@@ -181,7 +183,7 @@ class App:
 
     def settings(self, config: Config | None = None) -> dict[str, QueueSettings]:
         """Resolved settings of every queue: defaults < decorator < config file."""
-        concurrency = config.worker.concurrency if config else QueueSettings.concurrency
+        concurrency = config.worker.concurrency if config else _DEFAULT_CONCURRENCY
         out = {}
         for queue, opts in self._queues.items():
             layers = [opts]
@@ -196,7 +198,7 @@ class App:
         if got is not None:
             return got
         layers = [config.queue_options(queue)] if config is not None else []
-        concurrency = config.worker.concurrency if config else QueueSettings.concurrency
+        concurrency = config.worker.concurrency if config else _DEFAULT_CONCURRENCY
         return QueueSettings.resolve(queue, *layers, concurrency=concurrency)
 
     def connect(

@@ -243,4 +243,6 @@ def check(config: ConfigArg) -> None:
 
 def main() -> Any:
     """Entry point of the ``trioqueue`` script."""
+    import trioqueue._cli_admin  # noqa: F401 - registers the operator commands
+
     return cli()

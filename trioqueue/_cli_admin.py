@@ -1,0 +1,187 @@
+"""Operator commands: ``status``, ``cancel``, ``result`` and the ``dlq`` group."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+import trio
+import typer
+from rich.table import Table
+
+from trioqueue._cli import ConfigArg, cli, client_for, fail, load, out, run_async
+from trioqueue._errors import JobCancelled, JobFailed
+from trioqueue._status import collect_status
+
+dlq = typer.Typer(help="Inspect, re-send and purge dead-lettered jobs.", no_args_is_help=True)
+cli.add_typer(dlq, name="dlq")
+
+QueueArg = Annotated[str, typer.Argument(help="Queue name.", show_default=False)]
+
+
+@cli.command()
+def status(
+    config: ConfigArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Show each queue's backlog, in-flight, delayed and dead jobs, and live members."""
+    cfg, app = load(config)
+
+    async def go() -> dict[str, Any]:
+        async with client_for(cfg, app) as client:
+            queues = list(dict.fromkeys([*app.queues, *cfg.queues]))
+            return await collect_status(client.redis, cfg.broker.prefix, queues)
+
+    doc = run_async(cfg, go)
+    if as_json:
+        out.print_json(orjson.dumps(doc).decode())
+        return
+    table = Table(title="queues")
+    for col in ("queue", "partition", "queued", "in flight", "delayed", "dead", "consumers"):
+        table.add_column(col, justify="right" if col not in ("queue",) else "left")
+    for name, q in doc["queues"].items():
+        for p in q["partitions"]:
+            table.add_row(
+                name,
+                str(p["index"]),
+                str(p["queued"]),
+                str(p["pending"]),
+                str(p["delayed"]),
+                str(p["dead"]),
+                str(len(p["consumers"])),
+            )
+    out.print(table)
+    members = Table(title=f"live members ({len(doc['members'])})")
+    members.add_column("member (host:pid:random)")
+    members.add_column("queues")
+    for m in doc["members"]:
+        members.add_row(m["id"], ", ".join(m["queues"]))
+    out.print(members)
+
+
+@cli.command()
+def cancel(
+    config: ConfigArg,
+    queue: QueueArg,
+    job_id: Annotated[str, typer.Argument(help="Job id.", show_default=False)],
+) -> None:
+    """Cancel a job: remove it if still waiting, or ask its worker to stop it."""
+    cfg, app = load(config)
+
+    async def go() -> str:
+        async with client_for(cfg, app) as client:
+            return await client.cancel(job_id, queue=queue)
+
+    state = run_async(cfg, go)
+    messages = {
+        "removed": f"job {job_id} was waiting and is removed (recorded as cancelled)",
+        "running": f"job {job_id} is running; its worker was asked to cancel it",
+        "unknown": f"job {job_id} is not waiting or running on queue {queue!r} "
+        "(finished, dead-lettered, or never sent)",
+    }
+    out.print(messages[state], highlight=False)
+    if state == "unknown":
+        raise typer.Exit(1)
+
+
+@cli.command()
+def result(
+    config: ConfigArg,
+    queue: QueueArg,
+    job_id: Annotated[str, typer.Argument(help="Job id.", show_default=False)],
+    wait: Annotated[float, typer.Option(help="Seconds to wait for the result.")] = 0.0,
+) -> None:
+    """Print a job's result as JSON (exit 1 if it failed, was cancelled or is not there)."""
+    cfg, app = load(config)
+
+    async def go() -> Any:
+        async with client_for(cfg, app) as client:
+            return await client.result(job_id, queue=queue, timeout=max(wait, 0.001))
+
+    try:
+        value = run_async(cfg, go)
+    except (JobFailed, JobCancelled) as exc:
+        fail(str(exc))
+    except trio.TooSlowError:
+        fail(f"no result for job {job_id} (yet); use --wait SECONDS to wait for it")
+    out.print_json(orjson.dumps(value).decode())
+
+
+@dlq.command("list")
+def dlq_list(
+    config: ConfigArg,
+    queue: QueueArg,
+    count: Annotated[int, typer.Option(help="Show at most this many.")] = 50,
+) -> None:
+    """List the oldest dead letters of QUEUE."""
+    cfg, app = load(config)
+
+    async def go() -> Any:
+        async with client_for(cfg, app) as client:
+            return await client.dead_letters(queue, count=count)
+
+    letters = run_async(cfg, go)
+    table = Table(title=f"dead letters of {queue} ({len(letters)} shown)")
+    for col in ("id", "job", "type", "attempts", "error", "failed at", "worker"):
+        table.add_column(col, overflow="fold")
+    for d in letters:
+        table.add_row(
+            d.id,
+            d.job_id,
+            d.type_name,
+            str(d.attempts),
+            f"{d.error_type}: {d.error}",
+            d.failed_at.isoformat(timespec="seconds") if d.failed_at else "",
+            d.worker,
+        )
+    out.print(table)
+
+
+def _pick(ids: list[str] | None, all_: bool) -> list[str] | None:
+    if bool(ids) == all_:
+        fail("give either --id ID (repeatable) or --all")
+    return None if all_ else ids
+
+
+IdsOpt = Annotated[
+    list[str] | None, typer.Option("--id", help="Dead-letter entry id (repeatable).")
+]
+AllOpt = Annotated[bool, typer.Option("--all", help="Every dead letter of the queue.")]
+
+
+@dlq.command("retry")
+def dlq_retry(config: ConfigArg, queue: QueueArg, id: IdsOpt = None, all: AllOpt = False) -> None:
+    """Re-send dead letters as fresh jobs (attempts reset) and remove them from the DLQ."""
+    cfg, app = load(config)
+    ids = _pick(id, all)
+
+    async def go() -> tuple[int, int]:
+        async with client_for(cfg, app) as client:
+            return await client.retry_dead_letters(queue, ids)
+
+    resent, skipped = run_async(cfg, go)
+    out.print(f"re-sent {resent} job(s) to {queue}", highlight=False)
+    if skipped:
+        out.print(f"kept {skipped} entr(ies) that are not job envelopes", highlight=False)
+
+
+@dlq.command("purge")
+def dlq_purge(
+    config: ConfigArg,
+    queue: QueueArg,
+    id: IdsOpt = None,
+    all: AllOpt = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete dead letters for good (asks for confirmation unless --yes)."""
+    cfg, app = load(config)
+    ids = _pick(id, all)
+    what = f"ALL dead letters of {queue}" if ids is None else f"{len(ids)} dead letter(s)"
+    if not yes and not typer.confirm(f"Delete {what}? This cannot be undone"):
+        fail("aborted, nothing deleted")
+
+    async def go() -> int:
+        async with client_for(cfg, app) as client:
+            return await client.purge_dead_letters(queue, ids)
+
+    out.print(f"deleted {run_async(cfg, go)} dead letter(s)", highlight=False)
