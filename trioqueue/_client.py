@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -35,6 +36,8 @@ class Job:
     partition: int = 0
     entry_id: str = ""
     type_name: str = ""
+    duplicate: bool = False
+    """True when ``send(job_id=...)`` found that job already enqueued: nothing was added."""
 
 
 class Client:
@@ -64,17 +67,38 @@ class Client:
         return orjson.dumps(self.app.converter.unstructure(msg))
 
     async def send(
-        self, msg: object, *, queue: str | None = None, job_id: str | None = None
+        self,
+        msg: object,
+        *,
+        queue: str | None = None,
+        job_id: str | None = None,
+        delay: float | dt.timedelta | None = None,
+        at: dt.datetime | None = None,
     ) -> Job:
         """Enqueue one message; return its ``Job``.
 
         Routed to its handler's queue unless ``queue`` is given (required for types
-        with no handler on this App). Raises ``QueueFull``, ``MessageTooLarge``,
-        ``UnknownMessageType`` or ``BrokerError``; on any of those nothing was enqueued,
-        except a ``BrokerUnavailable`` during the call, whose outcome is unknown.
+        with no handler on this App). ``delay`` (seconds or a timedelta, measured on
+        the server's clock) or ``at`` (an aware datetime) schedule it for later.
+
+        With ``job_id`` the send is idempotent: while a job with that id is queued,
+        scheduled, running or its outcome is kept, sending it again enqueues nothing
+        and returns a ``Job`` with ``duplicate=True``. That also makes it safe to
+        retry a send whose outcome was unknown (``BrokerUnavailable``).
+
+        Raises ``QueueFull``, ``MessageTooLarge``, ``UnknownMessageType`` or
+        ``BrokerError``; on any of those nothing was enqueued, except a
+        ``BrokerUnavailable`` during the call, whose outcome is unknown.
         """
         q, type_name = self.app.route(msg, queue)
-        jobs = await self.send_encoded(q, [(job_id or new_job_id(), type_name, self.encode(msg))])
+        if job_id is not None and not job_id:
+            raise ValueError("job_id must not be empty")
+        jobs = await self.send_encoded(
+            q,
+            [(job_id or new_job_id(), type_name, self.encode(msg))],
+            unique=job_id is not None,
+            due=_due(delay, at),
+        )
         return jobs[0]
 
     async def send_many(self, msgs: Iterable[object], *, queue: str | None = None) -> list[Job]:
@@ -98,27 +122,51 @@ class Client:
                     out[i] = job
         return [job for job in out if job is not None]
 
-    async def send_encoded(self, queue: str, items: Sequence[tuple[str, str, bytes]]) -> list[Job]:
-        """Enqueue already-encoded ``(job id, type name, JSON body)`` triples on ``queue``."""
+    async def send_encoded(
+        self,
+        queue: str,
+        items: Sequence[tuple[str, str, bytes]],
+        *,
+        unique: bool = False,
+        due: int = 0,
+    ) -> list[Job]:
+        """Enqueue already-encoded ``(job id, type name, JSON body)`` triples on ``queue``.
+
+        ``unique``: the ids were chosen by the caller, enqueue each at most once.
+        ``due``: 0 = now, > 0 = epoch milliseconds, < 0 = minus a delay in milliseconds.
+        """
         settings = self._queue_settings(queue)
         for _, _, body in items:
             if len(body) > settings.max_message_bytes:
                 raise MessageTooLarge(queue, len(body), settings.max_message_bytes)
         keys = PartitionKeys(self.prefix, queue)
-        args: list[Any] = [settings.max_length or 0, settings.max_message_bytes, len(items)]
+        args: list[Any] = [
+            settings.max_length or 0,
+            settings.max_message_bytes,
+            "1" if unique else "",
+            due,
+            len(items),
+        ]
         for job_id, type_name, body in items:
             args += [job_id, type_name, body]
         try:
-            ids: Any = await self._send(keys=[keys.stream, keys.meta], args=args)
+            res: Any = await self._send(keys=[keys.stream, keys.meta, keys.delayed], args=args)
         except cx.ResponseError as exc:
             raise _send_error(queue, exc, self._url) from None
         except Exception as exc:
             if is_connection_error(exc):
                 raise classify(exc, self._url) from None
             raise
+        ids, dups = res
         return [
-            Job(id=job_id, queue=queue, entry_id=_text(entry_id), type_name=type_name)
-            for (job_id, type_name, _), entry_id in zip(items, ids, strict=True)
+            Job(
+                id=job_id,
+                queue=queue,
+                entry_id=_text(entry_id),
+                type_name=type_name,
+                duplicate=bool(int(dup)),
+            )
+            for (job_id, type_name, _), entry_id, dup in zip(items, ids, dups, strict=True)
         ]
 
     # ------------------------------------------------------------ job control
@@ -225,6 +273,21 @@ class Client:
             raise
 
 
+def _due(delay: float | dt.timedelta | None, at: dt.datetime | None) -> int:
+    if delay is not None and at is not None:
+        raise ValueError("give delay or at, not both")
+    if at is not None:
+        if at.tzinfo is None or at.utcoffset() is None:
+            raise ValueError("at must be an aware datetime (e.g. datetime.now(UTC) + ...)")
+        return max(1, int(at.timestamp() * 1000))
+    if delay is None:
+        return 0
+    seconds = delay.total_seconds() if isinstance(delay, dt.timedelta) else float(delay)
+    if seconds < 0:
+        raise ValueError("delay must be >= 0")
+    return -int(seconds * 1000) if seconds > 0 else 0
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -236,7 +299,8 @@ def _send_error(queue: str, exc: cx.ResponseError, url: str) -> Exception:
     if msg.startswith("TOOLARGE"):
         _, size, limit = msg.split()[:3]
         return MessageTooLarge(queue, int(size), int(limit))
-    if msg.startswith("WRONGTYPE"):
+    # coredis strips the WRONGTYPE code from the message and signals it by class.
+    if isinstance(exc, cx.WrongTypeError) or msg.startswith("WRONGTYPE"):
         return BrokerError(
             f"queue {queue!r}: its stream key holds another Redis type; "
             "another program uses the same key prefix"

@@ -33,17 +33,32 @@ local function store_outcome(key, doc, ttl)
     redis.call('PEXPIRE', done, 60000)
   end
 end
+-- Key marking a caller-chosen job id as taken (see SEND); derived from the stream key.
+local function unique_key(stream, job)
+  return string.sub(stream, 1, -8) .. ':unique:' .. job
+end
+-- Once a job settled, its id stays taken only as long as its outcome is kept.
+local function release_unique(stream, job, ttl)
+  local key = unique_key(stream, job)
+  if ttl > 0 then redis.call('PEXPIRE', key, ttl) else redis.call('DEL', key) end
+end
+local function field(flat, name)
+  for i = 1, #flat, 2 do if flat[i] == name then return flat[i + 1] end end
+  return nil
+end
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 """
 
-# KEYS: stream, meta
-# ARGV: max_length (0 = none), max_message_bytes (0 = none), n, then n x (job id, type, body)
+# KEYS: stream, meta, delayed
+# ARGV: max_length (0 = none), max_message_bytes (0 = none), unique ('1' = the job ids
+#       were chosen by the caller: enqueue each at most once), due (0 = now; > 0 = epoch
+#       ms; < 0 = -delay ms from the server's clock), n, then n x (job id, type, body)
 # Bounds stored in the meta hash (written from the config by workers and `check`) win over
-# the caller's. Returns the entry ids, or an error "QUEUEFULL <bound>" /
-# "TOOLARGE <size> <limit>"; nothing is added then.
+# the caller's. Returns {entry ids ('' for delayed jobs), duplicate flags}, or an error
+# "QUEUEFULL <bound>" / "TOOLARGE <size> <limit>"; nothing is added then.
 SEND = (
     "#!lua\n"
     + _PRELUDE
@@ -51,30 +66,48 @@ SEND = (
 local meta = redis.call('HMGET', KEYS[2], 'max_length', 'max_message_bytes')
 local maxlen = tonumber(meta[1] or ARGV[1])
 local maxbytes = tonumber(meta[2] or ARGV[2])
-local n = tonumber(ARGV[3])
+local unique, due, n = ARGV[3] == '1', tonumber(ARGV[4]), tonumber(ARGV[5])
 if maxlen > 0 and redis.call('XLEN', KEYS[1]) + n > maxlen then
   return redis.error_reply('QUEUEFULL ' .. maxlen)
 end
 if maxbytes > 0 then
   for i = 0, n - 1 do
-    local size = #ARGV[6 + i * 3]
+    local size = #ARGV[8 + i * 3]
     if size > maxbytes then
       return redis.error_reply('TOOLARGE ' .. size .. ' ' .. maxbytes)
     end
   end
 end
-local ids = {}
+local now = 0
+if due ~= 0 then now = now_ms() end
+if due < 0 then due = now - due end
+local ids, dups = {}, {}
 for i = 0, n - 1 do
-  local b = 4 + i * 3
-  ids[i + 1] = redis.call('XADD', KEYS[1], '*', 'id', ARGV[b], 'type', ARGV[b + 1],
-                          'body', ARGV[b + 2])
+  local b = 6 + i * 3
+  local job, typ, body = ARGV[b], ARGV[b + 1], ARGV[b + 2]
+  local ukey = unique_key(KEYS[1], job)
+  if unique and redis.call('EXISTS', ukey) == 1 then
+    ids[i + 1] = redis.call('GET', ukey)
+    dups[i + 1] = 1
+  else
+    if due > 0 then
+      redis.call('ZADD', KEYS[3], due, cjson.encode({id = job, type = typ, body = body,
+                 attempt = 1, enqueued = now}))
+      ids[i + 1] = ''
+    else
+      ids[i + 1] = redis.call('XADD', KEYS[1], '*', 'id', job, 'type', typ, 'body', body)
+    end
+    if unique then redis.call('SET', ukey, ids[i + 1]) end
+    dups[i + 1] = 0
+  end
 end
-return ids
+return {ids, dups}
 """
 )
 
 # KEYS: stream, then result keys referenced by index
-# ARGV: group, consumer, result_ttl_ms, n, then n x (entry id, result key index or 0, result)
+# ARGV: group, consumer, result_ttl_ms, n,
+#       then n x (entry id, job id, result key index or 0, outcome document)
 # Acknowledges and deletes each entry this consumer still owns and stores its result.
 # Returns the ids that were *not* owned (fenced).
 ACK = (
@@ -86,13 +119,14 @@ local ttl = tonumber(ARGV[3])
 local n = tonumber(ARGV[4])
 local fenced = {}
 for i = 0, n - 1 do
-  local b = 5 + i * 3
+  local b = 5 + i * 4
   local id = ARGV[b]
   if owned(stream, group, id, me) then
     redis.call('XACK', stream, group, id)
     redis.call('XDEL', stream, id)
-    local k = tonumber(ARGV[b + 1])
-    if k > 0 then store_outcome(KEYS[k], ARGV[b + 2], ttl) end
+    release_unique(stream, ARGV[b + 1], ttl)
+    local k = tonumber(ARGV[b + 2])
+    if k > 0 then store_outcome(KEYS[k], ARGV[b + 3], ttl) end
   else
     fenced[#fenced + 1] = id
   end
@@ -128,6 +162,11 @@ DEAD = (
 local stream, group, me, id = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 if not owned(stream, group, id, me) then return false end
 store_outcome(KEYS[3], ARGV[5], tonumber(ARGV[4]))
+local job = ARGV[3]
+for i = 6, #ARGV - 1, 2 do
+  if ARGV[i] == 'id' then job = ARGV[i + 1]; break end
+end
+release_unique(stream, job, tonumber(ARGV[4]))
 local fields = {}
 for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
 fields[#fields + 1] = 'failed_at'
@@ -169,7 +208,7 @@ return {#due, wait}
 
 # KEYS: stream, dead
 # ARGV: group, consumer, min_idle_ms, count, owner ('' = any other consumer),
-#       max_deliveries, worker id
+#       max_deliveries, worker id, result_ttl_ms
 # Claims entries idle at least min_idle_ms from other consumers (without JUSTID, so the
 # delivery counter counts). Entries past max_deliveries go to the dead-letter stream in
 # the same step. Returns {claimed: {id, fields, deliveries}..., dead_count, lost_count}.
@@ -211,6 +250,12 @@ for _, p in ipairs(pending) do
       redis.call('XADD', dead, '*', unpack(fields))
       redis.call('XACK', stream, group, id)
       redis.call('XDEL', stream, id)
+      local job = field(entry[2], 'id') or id
+      local ttl = tonumber(ARGV[8])
+      store_outcome(string.sub(stream, 1, -8) .. ':result:' .. job, cjson.encode({
+        state = 'failed', error_type = 'MaxDeliveriesExceeded',
+        error = 'delivered ' .. deliveries .. ' times'}), ttl)
+      release_unique(stream, job, ttl)
       dead_n = dead_n + 1
     else
       out[#out + 1] = {id, entry[2], deliveries}
@@ -288,6 +333,7 @@ if found then
   end
   redis.call('XDEL', stream, found)
   store_outcome(result, ARGV[7], ttl)
+  release_unique(stream, job, ttl)
   return 'removed'
 end
 local needle = '"id":"' .. job .. '"'
@@ -296,6 +342,7 @@ for _, m in ipairs(members) do
   if string.find(m, needle, 1, true) then
     redis.call('ZREM', delayed, m)
     store_outcome(result, ARGV[7], ttl)
+    release_unique(stream, job, ttl)
     return 'removed'
   end
 end

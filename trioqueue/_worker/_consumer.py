@@ -276,6 +276,7 @@ class Consumer:
                 owner,
                 self.settings.max_deliveries,
                 sup.member_id,
+                int(self.settings.result_ttl * 1000),
             ],
         )
         claimed, dead, lost = res[0], int(res[1]), int(res[2])
@@ -556,10 +557,10 @@ class Consumer:
                 ]
                 for entry_id, job_id, stored in batch:
                     if stored is None:
-                        args += [entry_id, 0, ""]
+                        args += [entry_id, job_id, 0, ""]
                     else:
                         keys.append(self.keys.result(job_id))
-                        args += [entry_id, len(keys), stored]
+                        args += [entry_id, job_id, len(keys), stored]
 
                 async def call(keys: list[str] = keys, args: list[Any] = args) -> Any:
                     return await self.sup.scripts.ack(keys=keys, args=args)
