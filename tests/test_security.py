@@ -11,7 +11,6 @@ import trio
 
 import trioqueue
 from tests.conftest import Server, make_config, wait_for
-from trioqueue._connection import connected
 
 # What a worker needs: the stream/script commands its loops and Lua scripts run.
 # Documented in docs/how-to/security.md; keep both in sync.
@@ -25,7 +24,8 @@ WORKER_COMMANDS = (
 )
 PRODUCER_COMMANDS = (
     "+ping +hello +client|setname +client|setinfo +evalsha +eval +script|load +set +get "
-    "+del +exists +blpop +xadd +xdel +xlen +hmget +xrange +xpending +zrange +zrem +rpush +pexpire +publish"
+    "+del +exists +blpop +xadd +xdel +xlen +hmget +xrange +xpending +zrange +zrem +rpush "
+    "+pexpire +publish"
 )
 
 

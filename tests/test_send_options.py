@@ -80,7 +80,7 @@ async def test_naive_datetime_and_negative_delay_are_refused(config: trioqueue.C
     app = make_app([])
     async with app.connect(config.broker.url or "", prefix=config.broker.prefix) as client:
         with pytest.raises(ValueError, match="aware"):
-            await client.send(Ping(1), at=dt.datetime.now())  # noqa: DTZ005
+            await client.send(Ping(1), at=dt.datetime.now())
         with pytest.raises(ValueError, match="delay"):
             await client.send(Ping(1), delay=-1)
         with pytest.raises(ValueError, match="not both"):
