@@ -12,8 +12,13 @@ PYTHON = "3.11"
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """Run the test suite (fault tests included) against a private valkey-server."""
+    """Run the test suite (fault tests included) against a private valkey-server.
+
+    Also fetches Debian's redis-server (TLS-capable) into .ci/redis/ when apt is
+    there, for the TLS and Redis-compatibility tests; without it they skip.
+    """
     session.install("-e", ".[test]")
+    session.run("sh", ".ci/fetch-redis", external=True)
     session.run("pytest", *session.posargs)
 
 
