@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +60,14 @@ class _Stamps:
     def __init__(self) -> None:
         self.first = math.inf
         self.last = 0.0
+        # Worker CPU seconds at the first and the expect-th job: unlike wall time, not
+        # inflated by other load on the machine.
+        self.cpu_first = 0.0
+        self.cpu_last = 0.0
         self.count = 0
         self.latencies: list[float] = []
         self.expect = 0
+        self.record_latency = False
         self.on_done: Callable[[], None] | None = None
 
 
@@ -71,14 +77,17 @@ STAMPS = _Stamps()
 @app.handler(queue=QUEUE)
 async def handle(msg: Ping) -> None:
     start = time.time()
-    if msg.sent != WARMUP:
+    if STAMPS.record_latency and msg.sent != WARMUP:
         STAMPS.latencies.append(start - msg.sent)
     STAMPS.count += 1
     if start < STAMPS.first:
         STAMPS.first = start
+        STAMPS.cpu_first = time.process_time()
     STAMPS.last = time.time()
-    if STAMPS.count == STAMPS.expect and STAMPS.on_done is not None:
-        STAMPS.on_done()
+    if STAMPS.count == STAMPS.expect:
+        STAMPS.cpu_last = time.process_time()
+        if STAMPS.on_done is not None:
+            STAMPS.on_done()
 
 
 # --------------------------------------------------------------------------- server
@@ -149,6 +158,7 @@ def stamps_result(stamps: _Stamps) -> dict[str, Any]:
     return {
         "first": stamps.first,
         "last": stamps.last,
+        "cpu": stamps.cpu_last - stamps.cpu_first,
         "count": stamps.count,
         "latencies": stamps.latencies,
     }
@@ -167,6 +177,7 @@ async def child_trioqueue(spec: dict[str, Any]) -> dict[str, Any]:
     latency = spec["mode"] == "latency"
     sup = trioqueue.Supervisor(app, config, burst=not latency)
     STAMPS.expect = spec.get("expect", 0)
+    STAMPS.record_latency = latency
     STAMPS.on_done = sup.shutdown if latency else None
     async with connected(spec["url"]) as redis, trio.open_nursery() as nursery:
         await nursery.start(sup.run)
@@ -189,7 +200,8 @@ async def child_raw(spec: dict[str, Any]) -> dict[str, Any]:
             if "BUSYGROUP" not in str(exc):
                 raise
         await redis.set(ready_key(spec["tag"]), "1")
-        while not latency or stamps.count < spec["expect"]:
+        stamps.expect = spec["expect"]
+        while not latency or stamps.count < stamps.expect:
             res = await redis.xreadgroup(
                 GROUP,
                 "c1",
@@ -213,7 +225,10 @@ async def child_raw(spec: dict[str, Any]) -> dict[str, Any]:
                 stamps.count += 1
                 if start < stamps.first:
                     stamps.first = start
+                    stamps.cpu_first = time.process_time()
                 stamps.last = time.time()
+                if stamps.count == stamps.expect:
+                    stamps.cpu_last = time.process_time()
                 ids.append(entry.identifier)
             async with redis.pipeline(transaction=False) as pipe:
                 pipe.xack(stream, GROUP, ids)
@@ -241,6 +256,7 @@ class Results:
     send: dict[str, list[float]] = attrs.Factory(lambda: {"trioqueue": [], "raw": []})
     memory: dict[str, list[float]] = attrs.Factory(lambda: {"trioqueue": [], "raw": []})
     process: dict[str, list[float]] = attrs.Factory(dict)
+    cpu: dict[str, list[float]] = attrs.Factory(dict)
     latency: dict[str, list[float]] = attrs.Factory(lambda: {"trioqueue": [], "raw": []})
 
 
@@ -256,7 +272,7 @@ async def child(spec: dict[str, Any]) -> AsyncIterator[None]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
     async with trio.open_nursery() as nursery:
         with trio.fail_after(CHILD_TIMEOUT):
-            nursery.start_soon(lambda: trio.run_process(cmd, env=child_env()))
+            nursery.start_soon(partial(trio.run_process, cmd, env=child_env()))
             yield
 
 
@@ -282,10 +298,11 @@ async def child_result(redis: Redis, tag: str) -> dict[str, Any]:
     return dict(json.loads(await wait_key(redis, result_key(tag), timeout=5.0)))
 
 
-def rate(result: dict[str, Any], n: int) -> float:
+def record_drain(res: Results, name: str, result: dict[str, Any], n: int) -> None:
     if result["count"] != n:
-        raise RuntimeError(f"worker handled {result['count']} jobs, expected {n}")
-    return float(n / (result["last"] - result["first"]))
+        raise RuntimeError(f"{name}: worker handled {result['count']} jobs, expected {n}")
+    res.process.setdefault(name, []).append(n / (result["last"] - result["first"]))
+    res.cpu.setdefault(name, []).append(result["cpu"] / n * 1e6)
 
 
 async def bulk_trioqueue(redis: Redis, url: str, prefix: str, n: int, res: Results) -> None:
@@ -326,12 +343,13 @@ async def drain_trioqueue(redis: Redis, url: str, n: int, concurrency: int, res:
         "url": url,
         "prefix": prefix,
         "concurrency": concurrency,
+        "expect": n,
         "tag": prefix,
     }
     async with child(spec):
         pass
     result = await child_result(redis, prefix)
-    res.process.setdefault(f"trioqueue c={concurrency}", []).append(rate(result, n))
+    record_drain(res, f"trioqueue c={concurrency}", result, n)
 
 
 async def drain_raw(redis: Redis, url: str, n: int, res: Results) -> None:
@@ -339,11 +357,18 @@ async def drain_raw(redis: Redis, url: str, n: int, res: Results) -> None:
     tag = f"r{secrets.token_hex(4)}"
     stream = f"{tag}:stream"
     await bulk_raw(redis, url, stream, n, res)
-    spec = {"system": "raw", "mode": "drain", "url": url, "stream": stream, "tag": tag}
+    spec = {
+        "system": "raw",
+        "mode": "drain",
+        "url": url,
+        "stream": stream,
+        "expect": n,
+        "tag": tag,
+    }
     async with child(spec):
         pass
     result = await child_result(redis, tag)
-    res.process.setdefault("raw", []).append(rate(result, n))
+    record_drain(res, "raw", result, n)
 
 
 async def paced(send: Callable[[float], Any], jobs: int) -> None:
@@ -431,6 +456,8 @@ def summarize(res: Results) -> list[Row]:
     p50_t, p50_r = percentile(lat_t, 0.5) * 1000, percentile(lat_r, 0.5) * 1000
     p99_t, p99_r = percentile(lat_t, 0.99) * 1000, percentile(lat_r, 0.99) * 1000
     mem_t, mem_r = med(res.memory["trioqueue"]), med(res.memory["raw"])
+    raw_cpu = med(res.cpu["raw"])
+    c10, c100 = med(res.cpu["trioqueue c=10"]), med(res.cpu["trioqueue c=100"])
     return [
         Row("bulk send", "jobs/s", send_t, send_r, ">= 0.70x raw", send_t >= 0.70 * send_r),
         Row("processing, concurrency 10", "jobs/s", p10, raw_proc, "", None),
@@ -439,6 +466,8 @@ def summarize(res: Results) -> list[Row]:
         Row("latency p50", "ms", p50_t, p50_r, "<= 1.5x raw", p50_t <= 1.5 * p50_r),
         Row("latency p99", "ms", p99_t, p99_r, "", None),
         Row("memory per queued job", "bytes", mem_t, mem_r, "<= 120 bytes", mem_t <= 120),
+        Row("worker CPU per job, c=10", "us", c10, raw_cpu, "", None),
+        Row("worker CPU per job, c=100", "us", c100, raw_cpu, "", None),
     ]  # fmt: skip
 
 
@@ -501,6 +530,7 @@ def main(argv: list[str] | None = None) -> None:
                 "send": res.send,
                 "memory": res.memory,
                 "process": res.process,
+                "worker_cpu_us": res.cpu,
             },
         }
         args.json.write_text(json.dumps(doc, indent=2) + "\n")

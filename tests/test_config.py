@@ -69,9 +69,18 @@ def test_wrong_type_names_the_key_path() -> None:
     ("data", "expected"),
     [
         (with_app(worker={"concurrency": 1.5}), "worker.concurrency: expected an integer, got 1.5"),
-        (with_app(worker={"concurrency": True}), "worker.concurrency: expected an integer, got true"),
-        (with_app(queues={"q": {"timeout": "1s"}}), 'queues.q.timeout: expected a number, got "1s"'),
-        (with_app(queues={"q": {"timeout": False}}), "queues.q.timeout: expected a number, got false"),
+        (
+            with_app(worker={"concurrency": True}),
+            "worker.concurrency: expected an integer, got true",
+        ),
+        (
+            with_app(queues={"q": {"timeout": "1s"}}),
+            'queues.q.timeout: expected a number, got "1s"',
+        ),
+        (
+            with_app(queues={"q": {"timeout": False}}),
+            "queues.q.timeout: expected a number, got false",
+        ),
         (with_app(broker={"prefix": 5}), "broker.prefix: expected a string, got 5"),
         ({"app": 5}, "app: expected a string, got 5"),
         (
@@ -148,8 +157,14 @@ def test_literal_choices_are_listed() -> None:
             with_app(worker={"shutdown_grace": -1}),
             "worker.shutdown_grace: expected a number >= 0, got -1.0",
         ),
-        (with_app(queues={"q": {"retries": -1}}), "queues.q.retries: expected a number >= 0, got -1"),
-        (with_app(queues={"q": {"timeout": 0}}), "queues.q.timeout: expected a number > 0, got 0.0"),
+        (
+            with_app(queues={"q": {"retries": -1}}),
+            "queues.q.retries: expected a number >= 0, got -1",
+        ),
+        (
+            with_app(queues={"q": {"timeout": 0}}),
+            "queues.q.timeout: expected a number > 0, got 0.0",
+        ),
         (
             with_app(queues={"q": {"max_deliveries": 0}}),
             "queues.q.max_deliveries: expected a number > 0, got 0",
@@ -286,7 +301,7 @@ def test_settings_layers_defaults_decorator_config() -> None:
     assert got.max_length == 9
     assert got.timeout == 3.0
     assert got.concurrency == 5
-    assert got.visibility_timeout == trioqueue.QueueSettings.visibility_timeout
+    assert got.visibility_timeout == 60.0
     bare = app.queue_settings("emails")
     assert (bare.retries, bare.max_length, bare.concurrency) == (7, 50, 32)
 

@@ -1,0 +1,231 @@
+"""Fault injection: kill, pause and cut off workers and the broker while jobs flow.
+
+Each test runs real worker processes (``worker_main.py``) and a rate-limited
+producer, injects faults, waits until everything settled and then checks the
+recorded history against the broker's final state (see ``history.py``): no
+acknowledged send lost, every job settled, duplicates only of jobs a fault hit.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+import pytest
+import trio
+
+from tests.conftest import Server, wait_for
+from tests.fault.harness import Nemesis, Producer, Workers, drain, finish
+from tests.fault.history import Report, load, now_ns
+
+pytestmark = pytest.mark.fault
+
+
+def assert_sound(report: Report) -> None:
+    assert report.problems() == [], report.summary()
+    assert report.lost == []
+
+
+def member_starts(workers: Workers, member: str, after_ns: int = 0) -> int:
+    return sum(
+        1
+        for e in load(workers.history)
+        if e["ev"] == "start" and e.get("member") == member and e["t"] > after_ns
+    )
+
+
+async def test_sigkill_worker_jobs_are_reclaimed(
+    server: Server, prefix: str, workers: Callable[..., Workers]
+) -> None:
+    w = workers(server, prefix, min_ms=30, max_ms=120)
+    await w.start("a")
+    await w.start("b")
+    producer = Producer(server.url, prefix, w.history)
+    nemesis = Nemesis(server, prefix, w)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(producer.run, 400, 100.0)
+        await nemesis.wait_held("a", 3)
+        victim = w.slots["a"].member
+        await nemesis.sigkill("a", restart_after=0.7)
+        await drain(server, prefix, producer, timeout=30)
+    report, codes = await finish("sigkill", server, prefix, w)
+    assert_sound(report)
+    (fault,) = report.faults
+    assert len(fault.inflight) >= 3
+    assert report.duplicated <= len(fault.inflight)
+    assert f"jobs of dead member {victim}" in w.stderr_of_all()
+    assert all(code == 0 for code in codes.values()), codes
+
+
+async def test_sigstop_past_ttl_is_fenced_and_rejoins(
+    server: Server, prefix: str, workers: Callable[..., Workers]
+) -> None:
+    # Long jobs, so the paused worker surely holds some when it stops.
+    w = workers(server, prefix, min_ms=150, max_ms=400)
+    a = await w.start("a")
+    await w.start("b")
+    producer = Producer(server.url, prefix, w.history)
+    nemesis = Nemesis(server, prefix, w)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(producer.run, 300, 60.0)
+        await nemesis.wait_held("a", 3)
+        await nemesis.sigstop("a", duration=2.5)
+        resumed = now_ns()
+        await wait_for(lambda: "refused: another member owns it now" in a.stderr(), timeout=10)
+        # It keeps working after it noticed.
+        await wait_for(lambda: member_starts(w, a.member, resumed) > 0, timeout=10)
+        await drain(server, prefix, producer, timeout=30)
+    assert a.alive()
+    report, codes = await finish("sigstop", server, prefix, w)
+    assert_sound(report)
+    assert report.fenced >= 1
+    assert "heartbeat lapsed" in a.stderr()
+    assert "Traceback" not in a.stderr()
+    assert all(code == 0 for code in codes.values()), codes
+
+
+async def test_server_kill_and_restart(
+    private_server: Server, prefix: str, workers: Callable[..., Workers]
+) -> None:
+    server = private_server
+    w = workers(server, prefix, min_ms=20, max_ms=80)
+    await w.start("a")
+    await w.start("b")
+    producer = Producer(server.url, prefix, w.history)
+    nemesis = Nemesis(server, prefix, w)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(producer.run, 600, 100.0)
+        await nemesis.wait_held("a", 1)
+        await nemesis.server_restart(down=1.5)
+        await drain(server, prefix, producer, timeout=30)
+    report, codes = await finish("server kill -9", server, prefix, w)
+    assert_sound(report)
+    for wp in w.every:
+        log = wp.stderr()
+        assert log.count("broker unreachable") == 1, log
+        assert log.count("reachable again") == 1, log
+    assert all(code == 0 for code in codes.values()), codes
+
+
+async def test_client_kill_and_pause(
+    private_server: Server, prefix: str, workers: Callable[..., Workers]
+) -> None:
+    server = private_server
+    w = workers(server, prefix, min_ms=20, max_ms=80)
+    await w.start("a")
+    await w.start("b")
+    producer = Producer(server.url, prefix, w.history)
+    nemesis = Nemesis(server, prefix, w)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(producer.run, 600, 100.0)
+        await nemesis.wait_held("a", 1)
+        await nemesis.client_kill()
+        await trio.sleep(1.5)
+        await nemesis.wait_held("b", 1)
+        await nemesis.client_pause(1500)
+        await drain(server, prefix, producer, timeout=30)
+    report, codes = await finish("client kill + pause", server, prefix, w)
+    assert_sound(report)
+    assert all(wp.alive() or wp.proc.returncode == 0 for wp in w.every)
+    assert all(code == 0 for code in codes.values()), codes
+
+
+async def test_poison_job_is_dead_lettered_after_max_deliveries(
+    server: Server, prefix: str, workers: Callable[..., Workers]
+) -> None:
+    max_deliveries = 3
+    w = workers(server, prefix, min_ms=5, max_ms=20, max_deliveries=max_deliveries)
+    await w.start("a")
+    await w.start("b")
+    producer = Producer(server.url, prefix, w.history)
+    deaths = 0
+
+    async def restart_dead() -> None:
+        # A process manager: bring back whatever died.
+        nonlocal deaths
+        while True:
+            for slot, wp in list(w.slots.items()):
+                if not wp.alive() and not wp.killed:
+                    wp.killed = True
+                    deaths += 1
+                    await trio.sleep(0.3)
+                    await w.start(slot)
+            await trio.sleep(0.05)
+
+    poison = 100
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(restart_dead)
+        nursery.start_soon(producer.run, 300, 60.0, lambda i: "poison" if i == poison else "ok")
+        await drain(server, prefix, producer, timeout=45)
+        nursery.cancel_scope.cancel()
+    report, codes = await finish(
+        "poison job",
+        server,
+        prefix,
+        w,
+        expected_dead={f"j{poison:06d}": "MaxDeliveriesExceeded"},
+    )
+    assert_sound(report)
+    assert deaths == max_deliveries
+    assert report.acked == 299
+    assert all(code == 0 for code in codes.values()), codes
+
+
+async def test_chaos(private_server: Server, prefix: str, workers: Callable[..., Workers]) -> None:
+    seed = random.randrange(1 << 32)
+    print(f"chaos seed {seed}")
+    rng = random.Random(seed)
+    server = private_server
+    started = trio.current_time()
+    w = workers(server, prefix, min_ms=20, max_ms=80)
+    slots = ["a", "b", "c"]
+    for slot in slots:
+        await w.start(slot)
+    producer = Producer(server.url, prefix, w.history)
+    nemesis = Nemesis(server, prefix, w)
+    n = 5000
+
+    def kind(i: int) -> str:
+        r = rng.random()
+        return "flaky" if r < 0.01 else "fail" if r < 0.015 else "ok"
+
+    kinds = [kind(i) for i in range(n)]
+    faults: list[str] = ["sigkill"] * 6 + ["sigstop"] * 2 + ["server", "client-kill", "pause"]
+    rng.shuffle(faults)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(producer.run, n, 125.0, kinds.__getitem__)
+        await trio.sleep(1.0)
+        for fault in faults:
+            slot = rng.choice(slots)
+            if fault == "sigkill":
+                await nemesis.sigkill(slot, restart_after=rng.uniform(0.5, 1.0))
+            elif fault == "sigstop":
+                await nemesis.sigstop(slot, duration=2.0)
+            elif fault == "server":
+                await nemesis.server_restart(down=1.0)
+            elif fault == "client-kill":
+                await nemesis.client_kill()
+            else:
+                await nemesis.client_pause(1500)
+            await trio.sleep(rng.uniform(1.0, 2.0))
+        await drain(server, prefix, producer, timeout=30)
+    report, codes = await finish(
+        "chaos",
+        server,
+        prefix,
+        w,
+        expected_dead={f"j{i:06d}": "RuntimeError" for i, k in enumerate(kinds) if k == "fail"},
+    )
+    elapsed = trio.current_time() - started
+    print(f"chaos: {elapsed:.1f}s, seed {seed}")
+    assert_sound(report)
+    assert report.jobs_sent == n
+    assert report.faults_by_kind() == {
+        "sigkill": 6,
+        "sigstop": 2,
+        "server-kill": 1,
+        "client-kill": 1,
+        "client-pause": 1,
+    }
+    assert all(code == 0 for code in codes.values()), codes
+    assert elapsed <= 90

@@ -1,0 +1,191 @@
+"""What the async and the sync client share: routing, encoding, script arguments and
+the reading of script replies. The I/O itself lives in ``_client.py`` (coredis, Trio)
+and ``_sync_client.py`` (redis-py); both run the same scripts from ``_scripts.py``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import attrs
+import orjson
+
+from trioqueue._app import App
+from trioqueue._config import Config, QueueSettings
+from trioqueue._envelope import new_job_id
+from trioqueue._errors import JobCancelled, JobFailed, MessageTooLarge
+from trioqueue._keys import GROUP, PartitionKeys, control_channel
+
+# A send script call stays well under the server's busy threshold with this many jobs.
+SEND_CHUNK = 1000
+# How far a cancel by bare job id scans a queue for a waiting job.
+CANCEL_SCAN = 100_000
+
+Item = tuple[str, str, bytes]  # (job id, wire type name, JSON body)
+Call = tuple[list[str], list[Any]]  # (KEYS, ARGV) of one script call
+
+
+@attrs.frozen
+class Job:
+    """A job that was enqueued: its ``id`` and where it went."""
+
+    id: str
+    queue: str
+    partition: int = 0
+    entry_id: str = ""
+    type_name: str = ""
+    duplicate: bool = False
+    """True when ``send(job_id=...)`` found that job already enqueued: nothing was added."""
+
+
+class ClientBase:
+    """Pure client logic shared by ``Client`` and ``SyncClient``."""
+
+    def __init__(self, app: App, *, prefix: str, config: Config | None, url: str) -> None:
+        self.app = app
+        self.prefix = prefix
+        self._config = config
+        self._url = url
+        self._settings: dict[str, QueueSettings] = {}
+
+    def queue_settings(self, queue: str) -> QueueSettings:
+        """The settings this client applies to ``queue`` (bounds, result TTL)."""
+        got = self._settings.get(queue)
+        if got is None:
+            got = self._settings[queue] = self.app.queue_settings(queue, self._config)
+        return got
+
+    def encode(self, msg: object) -> bytes:
+        """The JSON body of ``msg`` as it goes on the wire."""
+        return orjson.dumps(self.app.converter.unstructure(msg))
+
+    def _one(self, msg: object, queue: str | None, job_id: str | None) -> tuple[str, Item]:
+        q, type_name = self.app.route(msg, queue)
+        if job_id is not None and not job_id:
+            raise ValueError("job_id must not be empty")
+        return q, (job_id or new_job_id(), type_name, self.encode(msg))
+
+    def _many(
+        self, msgs: Iterable[object], queue: str | None
+    ) -> tuple[int, list[tuple[str, list[tuple[int, Item]]]]]:
+        """Group messages into (queue, chunk) batches, remembering their positions."""
+        by_queue: dict[str, list[tuple[int, Item]]] = {}
+        count = 0
+        for i, msg in enumerate(msgs):
+            q, item = self._one(msg, queue, None)
+            by_queue.setdefault(q, []).append((i, item))
+            count += 1
+        chunks = [
+            (q, items[start : start + SEND_CHUNK])
+            for q, items in by_queue.items()
+            for start in range(0, len(items), SEND_CHUNK)
+        ]
+        return count, chunks
+
+    def _send_call(self, queue: str, items: Sequence[Item], unique: bool, due: int) -> Call:
+        settings = self.queue_settings(queue)
+        for _, _, body in items:
+            if len(body) > settings.max_message_bytes:
+                raise MessageTooLarge(queue, len(body), settings.max_message_bytes)
+        keys = PartitionKeys(self.prefix, queue)
+        args: list[Any] = [
+            settings.max_length or 0,
+            settings.max_message_bytes,
+            "1" if unique else "",
+            due,
+            len(items),
+        ]
+        for job_id, type_name, body in items:
+            args += [job_id, type_name, body]
+        return [keys.stream, keys.meta, keys.delayed], args
+
+    @staticmethod
+    def _jobs(queue: str, items: Sequence[Item], res: Any) -> list[Job]:
+        ids, dups = res
+        return [
+            Job(
+                id=job_id,
+                queue=queue,
+                entry_id=_text(entry_id),
+                type_name=type_name,
+                duplicate=bool(int(dup)),
+            )
+            for (job_id, type_name, _), entry_id, dup in zip(items, ids, dups, strict=True)
+        ]
+
+    def _job(self, job: Job | str, queue: str | None) -> Job:
+        if isinstance(job, Job):
+            return job
+        if queue is None:
+            raise ValueError("pass a Job, or a job id together with queue=...")
+        return Job(id=job, queue=queue)
+
+    def _cancel_call(self, job: Job) -> Call:
+        keys = PartitionKeys(self.prefix, job.queue, job.partition)
+        ttl_ms = int(self.queue_settings(job.queue).result_ttl * 1000)
+        return (
+            [keys.stream, keys.delayed, keys.cancel_marker(job.id), keys.result(job.id)],
+            [
+                GROUP,
+                job.id,
+                job.entry_id,
+                ttl_ms,
+                CANCEL_SCAN,
+                control_channel(self.prefix),
+                orjson.dumps({"state": "cancelled"}),
+            ],
+        )
+
+    def _outcome(self, job: Job, raw: bytes | str) -> Any:
+        doc = orjson.loads(raw)
+        state = doc.get("state")
+        if state == "failed":
+            raise JobFailed(job.id, str(doc.get("error_type", "")), str(doc.get("error", "")))
+        if state == "cancelled":
+            raise JobCancelled(job.id)
+        value = doc.get("result")
+        handler = self.app.handler_for_name(job.type_name) if job.type_name else None
+        if handler is not None and handler.returns_value:
+            return self.app.converter.structure(value, handler.return_type)
+        return value
+
+
+def due_ms(delay: float | dt.timedelta | None, at: dt.datetime | None) -> int:
+    """The SEND script's ``due`` argument: 0 now, > 0 epoch ms, < 0 minus a delay in ms."""
+    if delay is not None and at is not None:
+        raise ValueError("give delay or at, not both")
+    if at is not None:
+        if at.tzinfo is None or at.utcoffset() is None:
+            raise ValueError("at must be an aware datetime (e.g. datetime.now(UTC) + ...)")
+        return max(1, int(at.timestamp() * 1000))
+    if delay is None:
+        return 0
+    seconds = delay.total_seconds() if isinstance(delay, dt.timedelta) else float(delay)
+    if seconds < 0:
+        raise ValueError("delay must be >= 0")
+    return -int(seconds * 1000) if seconds > 0 else 0
+
+
+def send_error(queue: str, message: str) -> Exception | None:
+    """The trioqueue error for a SEND script's error reply, if it is one of ours."""
+    from trioqueue._errors import BrokerError, QueueFull
+
+    if message.startswith("QUEUEFULL"):
+        return QueueFull(queue, int(message.split()[1]))
+    if message.startswith("TOOLARGE"):
+        _, size, limit = message.split()[:3]
+        return MessageTooLarge(queue, int(size), int(limit))
+    if (
+        message.startswith("WRONGTYPE")
+        or "Operation against a key holding the wrong kind" in message
+    ):
+        return BrokerError(
+            f"queue {queue!r}: its stream key holds another Redis type; "
+            "another program uses the same key prefix"
+        )
+    return None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
