@@ -31,6 +31,7 @@ from trioqueue._errors import (
     TrioqueueError,
     UnknownMessageType,
 )
+from trioqueue._sync_client import SyncClient
 from trioqueue._worker._supervisor import Supervisor
 
 __version__ = "0.1.0"
@@ -58,6 +59,7 @@ __all__ = [
     "Reject",
     "Retry",
     "Supervisor",
+    "SyncClient",
     "TrioqueueError",
     "UnknownMessageType",
     "WorkerConfig",

@@ -18,6 +18,7 @@ from trioqueue._keys import check_prefix, check_queue_name
 
 if TYPE_CHECKING:
     from trioqueue._client import Client
+    from trioqueue._sync_client import SyncClient
 
 __all__ = ["App", "Handler"]
 
@@ -200,6 +201,34 @@ class App:
         layers = [config.queue_options(queue)] if config is not None else []
         concurrency = config.worker.concurrency if config else _DEFAULT_CONCURRENCY
         return QueueSettings.resolve(queue, *layers, concurrency=concurrency)
+
+    def connect_sync(
+        self,
+        url: str,
+        *,
+        prefix: str = "tq",
+        config: Config | None = None,
+        connect_timeout: float = 5.0,
+        socket_timeout: float = 30.0,
+        tls_ca_file: str | None = None,
+    ) -> SyncClient:
+        """Connect a synchronous client (redis-py), for code that is not async.
+
+        ``with app.connect_sync(url) as client: client.send(msg)``. Same wire format,
+        same scripts and the same errors as ``connect``.
+        """
+        from trioqueue._sync_client import SyncClient
+
+        check_prefix(prefix)
+        return SyncClient(
+            self,
+            url,
+            prefix=prefix,
+            config=config,
+            connect_timeout=connect_timeout,
+            socket_timeout=socket_timeout,
+            tls_ca_file=tls_ca_file,
+        )
 
     def connect(
         self,

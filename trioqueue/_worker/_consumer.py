@@ -10,7 +10,6 @@ consumer (own nursery)
 from __future__ import annotations
 
 import logging
-import math
 import random
 import traceback
 from collections.abc import Mapping, Sequence
@@ -121,6 +120,10 @@ class Consumer:
             # Start at 0, not $: every entry in the stream is unprocessed work (acked
             # entries are deleted), so a group created late must still see all of it.
             await self.sup.redis.xgroup_create(self.keys.stream, GROUP, "0", mkstream=True)
+        except cx.StreamDuplicateConsumerGroupError:
+            # BUSYGROUP: it exists already. coredis strips the code from the message and
+            # raises this class, which is no ResponseError.
+            pass
         except cx.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
@@ -171,7 +174,8 @@ class Consumer:
             await trio.sleep(self.sup.reconnect_delay())
             return
         msg = str(exc)
-        if "NOGROUP" in msg:
+        # coredis raises NOGROUP as this class, without the code in the message.
+        if "NOGROUP" in msg or isinstance(exc, cx.StreamConsumerGroupError):
             log.warning(
                 "queue %s: consumer group or stream vanished (deleted, or the server lost "
                 "its data); recreating it",
@@ -179,14 +183,17 @@ class Consumer:
             )
             await self.sup.outage.call("recreate consumer group", self._ensure_group)
             return
-        if "WRONGTYPE" in msg:
+        if "WRONGTYPE" in msg or isinstance(exc, cx.WrongTypeError):
             log.error(
                 "queue %s: key %s holds a non-stream value; another program uses this key "
                 "prefix. Not consuming this queue until it is fixed.",
                 self.settings.name,
                 self.keys.stream,
             )
-            await trio.sleep(10)
+            # Wait out the pause, but let a shutdown end it at once.
+            with trio.move_on_after(10):
+                while not self.sup.is_stopping():
+                    await self._wait_change()
             return
         log.exception("queue %s: unexpected error while fetching", self.settings.name)
         await trio.sleep(1.0)
@@ -324,8 +331,12 @@ class Consumer:
                 await coro
             finally:
                 del self.running[env.entry_id]
-                self._free += 1
-                self._signal()
+                # A finished job waiting for its batched ack still holds its pending
+                # entry: its slot frees only once the ack lands (see _flush), so the
+                # PEL never holds more than `concurrency` entries.
+                if env.entry_id not in self._unacked:
+                    self._free += 1
+                    self._signal()
 
         self._handlers.start_soon(task)
 
@@ -366,8 +377,13 @@ class Consumer:
         try:
             with scope:
                 timeout = self.settings.timeout
-                with trio.fail_after(timeout if timeout is not None else math.inf):
+                if timeout is None:
+                    # A second cancel scope per job is a measurable share of a short
+                    # job's cost; without a timeout it could never fire.
                     result = await self._call(handler, msg)
+                else:
+                    with trio.fail_after(timeout):
+                        result = await self._call(handler, msg)
         except (Exception, trio.TooSlowError) as exc:
             outcome = exc
         finally:
@@ -388,7 +404,14 @@ class Consumer:
         if outcome is None:
             stored = None
             if handler.returns_value and self.settings.result_ttl > 0:
-                stored = outcome_doc("succeeded", result=self.sup.app.converter.unstructure(result))
+                try:
+                    unstructured = self.sup.app.converter.unstructure(result)
+                    stored = outcome_doc("succeeded", result=unstructured)
+                except Exception as exc:
+                    # An unstorable result is the handler's failure; left to propagate it
+                    # would take down the consumer and every other job with it.
+                    await self._failed(env, handler, exc)
+                    return
             self._acks.append((env.entry_id, env.job_id, stored))
             self._unacked.add(env.entry_id)
             self._ack_wanted.set()
@@ -568,8 +591,10 @@ class Consumer:
                 fenced = {_text(x) for x in await self.sup.outage.call("acknowledge", call)}
                 for entry_id, _, _ in batch:
                     self._unacked.discard(entry_id)
+                    self._free += 1
                     if entry_id in fenced:
                         self._record_fenced(entry_id, "acknowledgement")
+                self._signal()
                 self.stats.succeeded += len(batch) - len(fenced)
                 self.sup.progress(len(batch))
 

@@ -1,0 +1,157 @@
+"""The synchronous client (redis-py) for code that is not async: Django, Flask, scripts.
+
+Same wire format and the very same Lua scripts as the Trio client (see ``_ops.py``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+from typing import Any
+
+import redis as redis_py
+import redis.exceptions as rx
+
+from trioqueue._app import App
+from trioqueue._config import Config
+from trioqueue._connection import check_url, redact, redact_url
+from trioqueue._errors import BrokerAuthError, BrokerError, BrokerUnavailable
+from trioqueue._keys import PartitionKeys
+from trioqueue._ops import ClientBase, Item, Job, due_ms, send_error
+from trioqueue._scripts import CANCEL, SEND
+
+__all__ = ["SyncClient"]
+
+
+class SyncClient(ClientBase):
+    """Sends jobs from synchronous code. Get one with ``App.connect_sync``; use it as
+    a context manager (or call ``close``). Safe to share between threads."""
+
+    def __init__(
+        self,
+        app: App,
+        url: str,
+        *,
+        prefix: str = "tq",
+        config: Config | None = None,
+        connect_timeout: float = 5.0,
+        socket_timeout: float = 30.0,
+        tls_ca_file: str | None = None,
+    ) -> None:
+        super().__init__(app, prefix=prefix, config=config, url=url)
+        check_url(url)
+        kwargs: dict[str, Any] = {
+            "socket_connect_timeout": connect_timeout,
+            "socket_timeout": socket_timeout,
+            "health_check_interval": 30,
+        }
+        if url.startswith("rediss://") and tls_ca_file:
+            kwargs["ssl_ca_certs"] = tls_ca_file
+        try:
+            self.redis: redis_py.Redis = redis_py.Redis.from_url(url, **kwargs)
+        except (ValueError, TypeError) as exc:
+            raise BrokerError(
+                f"invalid broker URL {redact_url(url)}: {redact(str(exc), url)}"
+            ) from None
+        self._send = self.redis.register_script(SEND)
+        self._cancel = self.redis.register_script(CANCEL)
+        self._io(self.redis.ping)
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connections."""
+        self.redis.close()
+
+    def send(
+        self,
+        msg: object,
+        *,
+        queue: str | None = None,
+        job_id: str | None = None,
+        delay: float | dt.timedelta | None = None,
+        at: dt.datetime | None = None,
+    ) -> Job:
+        """Enqueue one message; see ``Client.send`` (same arguments and errors)."""
+        q, item = self._one(msg, queue, job_id)
+        return self.send_encoded(q, [item], unique=job_id is not None, due=due_ms(delay, at))[0]
+
+    def send_many(self, msgs: Iterable[object], *, queue: str | None = None) -> list[Job]:
+        """Enqueue many messages in as few round trips as possible; see ``Client.send_many``."""
+        count, chunks = self._many(msgs, queue)
+        out: list[Job | None] = [None] * count
+        for q, chunk in chunks:
+            for (i, _), job in zip(
+                chunk, self.send_encoded(q, [it for _, it in chunk]), strict=True
+            ):
+                out[i] = job
+        return [job for job in out if job is not None]
+
+    def send_encoded(
+        self, queue: str, items: Sequence[Item], *, unique: bool = False, due: int = 0
+    ) -> list[Job]:
+        """Enqueue already-encoded ``(job id, type name, JSON body)`` triples."""
+        keys, args = self._send_call(queue, items, unique, due)
+        try:
+            res = self._send(keys=keys, args=args)
+        except rx.ResponseError as exc:
+            raise (send_error(queue, str(exc)) or self._classify(exc)) from None
+        except rx.RedisError as exc:
+            raise self._classify(exc) from None
+        return self._jobs(queue, items, res)
+
+    def cancel(self, job: Job | str, *, queue: str | None = None) -> str:
+        """Cancel a job; see ``Client.cancel``."""
+        keys, args = self._cancel_call(self._job(job, queue))
+        res = self._io(lambda: self._cancel(keys=keys, args=args))
+        return res.decode() if isinstance(res, bytes) else str(res)
+
+    def result(self, job: Job | str, *, queue: str | None = None, timeout: float = 30.0) -> Any:
+        """Wait up to ``timeout`` seconds for a job's result; see ``Client.result``.
+
+        Raises ``TimeoutError`` when no result came in time.
+        """
+        j = self._job(job, queue)
+        keys = PartitionKeys(self.prefix, j.queue, j.partition)
+        deadline = time.monotonic() + timeout
+        wait_key, done_key = keys.result_wait(j.id), keys.result_done(j.id)
+        self._io(lambda: self.redis.set(wait_key, b"1", px=int(timeout * 1000) + 1000))
+        try:
+            while True:
+                doc = self._io(lambda: self.redis.get(keys.result(j.id)))
+                if doc is not None:
+                    return self._outcome(j, doc)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"no result for job {j.id} within {timeout}s")
+                self._io(lambda r=remaining: self.redis.blpop([done_key], timeout=min(r, 5.0)))
+        finally:
+            self._io(lambda: self.redis.delete(wait_key, done_key))
+
+    def _io(self, fn: Any) -> Any:
+        try:
+            return fn()
+        except rx.RedisError as exc:
+            raise self._classify(exc) from None
+
+    def _classify(self, exc: Exception) -> BrokerError:
+        where = redact_url(self._url)
+        detail = redact(str(exc) or type(exc).__name__, self._url)
+        if isinstance(exc, rx.AuthenticationError | rx.NoPermissionError) or str(exc).startswith(
+            ("NOAUTH", "WRONGPASS", "NOPERM")
+        ):
+            return BrokerAuthError(f"broker {where} rejected the credentials: {detail}")
+        if isinstance(exc, rx.ConnectionError | rx.TimeoutError):
+            return BrokerUnavailable(f"cannot reach broker {where}: {detail}")
+        return BrokerError(f"broker {where} error: {detail}")
