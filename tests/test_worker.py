@@ -553,19 +553,26 @@ async def test_results_are_stored_for_value_returning_handlers(
     assert 0 < int(await redis.pttl(key)) <= 60_000
 
 
-async def test_no_result_for_none_handlers(server: Server, prefix: str, redis: Any) -> None:
-    """A handler annotated `-> None` leaves no result key behind."""
+async def test_result_ttl_zero_stores_no_outcome(server: Server, prefix: str, redis: Any) -> None:
+    """`result_ttl = 0` leaves no result key behind; the default keeps the outcome."""
     app = trioqueue.App("no-results")
 
-    @app.handler(queue="q")
+    @app.handler(queue="q", result_ttl=0)
     async def handle(msg: Ping) -> None:
+        pass
+
+    @app.handler(queue="kept")
+    async def keep(msg: Other) -> None:
         pass
 
     async with app.connect(server.url, prefix=prefix) as client:
         job = await client.send(Ping(1))
+        kept = await client.send(Other(1))
     async with running(app, make_config(server.url, prefix)) as sup:
         await wait_for(lambda: sup.consumers["q"].stats.succeeded == 1)
+        await wait_for(lambda: sup.consumers["kept"].stats.succeeded == 1)
     assert await redis.get(PartitionKeys(prefix, "q").result(job.id)) is None
+    assert await redis.get(PartitionKeys(prefix, "kept").result(kept.id)) is not None
 
 
 async def test_worker_restart_reuses_the_consumer_group(
@@ -630,8 +637,10 @@ async def test_stream_key_of_wrong_type_is_reported_and_other_queues_go_on(
     sup = trioqueue.Supervisor(app, make_config(server.url, prefix))
     async with app.connect(server.url, prefix=prefix) as client, trio.open_nursery() as nursery:
         await nursery.start(sup.run)
-        await redis.delete([broken_stream])
-        await redis.set(broken_stream, "somebody else's value")
+        # In one transaction, so the worker sees the wrong type rather than a vanished key.
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.delete([broken_stream])
+            pipe.set(broken_stream, "somebody else's value")
         await wait_for(lambda: "holds a non-stream value" in caplog.text)
         await client.send(Other(1))
         await wait_for(lambda: seen == [1])

@@ -31,6 +31,7 @@ from trioqueue._errors import (
     TrioqueueError,
     UnknownMessageType,
 )
+from trioqueue._ops import JobState, JobStatus
 from trioqueue._sync_client import SyncClient
 from trioqueue._worker._supervisor import Supervisor
 
@@ -52,6 +53,8 @@ __all__ = [
     "JobCancelled",
     "JobContext",
     "JobFailed",
+    "JobState",
+    "JobStatus",
     "MessageTooLarge",
     "QueueFull",
     "QueueOptions",

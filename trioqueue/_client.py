@@ -15,8 +15,8 @@ from trioqueue._config import Config
 from trioqueue._connection import Redis, classify, connected, is_connection_error
 from trioqueue._deadletters import DeadLetter, list_dead, purge_dead, retry_dead
 from trioqueue._keys import PartitionKeys
-from trioqueue._ops import ClientBase, Item, Job, due_ms, send_error
-from trioqueue._scripts import CANCEL, DLQ_RETRY, SEND
+from trioqueue._ops import ClientBase, Item, Job, JobStatus, due_ms, send_error
+from trioqueue._scripts import CANCEL, DLQ_RETRY, FIND, SEND
 
 __all__ = ["Client", "Job"]
 
@@ -32,6 +32,7 @@ class Client(ClientBase):
         self._send = redis.register_script(SEND)
         self._cancel = redis.register_script(CANCEL)
         self._dlq_retry = redis.register_script(DLQ_RETRY)
+        self._find = redis.register_script(FIND)
 
     async def send(
         self,
@@ -133,6 +134,16 @@ class Client(ClientBase):
         finally:
             with trio.CancelScope(shield=True):
                 await self.redis.delete([keys.result_wait(j.id), keys.result_done(j.id)])
+
+    async def status(self, job: Job | str, *, queue: str | None = None) -> JobStatus:
+        """The job's current state, attempts, timestamps and last error."""
+        j = self._job(job, queue)
+        doc = await self.redis.get(PartitionKeys(self.prefix, j.queue, j.partition).result(j.id))
+        found = None
+        if doc is None:
+            keys, args = self._find_call(j)
+            found = await self._call(self._find, keys, args)
+        return self._status(j, doc, found)
 
     async def dead_letters(self, queue: str, *, count: int = 100) -> list[DeadLetter]:
         """The oldest ``count`` entries of ``queue``'s dead-letter stream."""

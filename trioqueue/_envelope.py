@@ -76,17 +76,18 @@ class Envelope:
             enqueued_ms=enqueued_ms,
         )
 
-    def delayed_payload(self, attempt: int) -> bytes:
+    def delayed_payload(self, attempt: int, last_error: str = "") -> bytes:
         """The JSON document the retry script stores in the delayed set."""
-        return orjson.dumps(
-            {
-                F_ID: self.job_id,
-                F_TYPE: self.type_name,
-                F_BODY: self.body.decode("utf-8", "replace"),
-                F_ATTEMPT: attempt,
-                F_ENQUEUED: self.enqueued_ms,
-            }
-        )
+        doc: dict[str, object] = {
+            F_ID: self.job_id,
+            F_TYPE: self.type_name,
+            F_BODY: self.body.decode("utf-8", "replace"),
+            F_ATTEMPT: attempt,
+            F_ENQUEUED: self.enqueued_ms,
+        }
+        if last_error:
+            doc["error"] = last_error[:1000]
+        return orjson.dumps(doc)
 
 
 def entry_fields_text(fields: Mapping[Any, Any]) -> dict[str, str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import orjson
@@ -37,6 +37,42 @@ class Job:
     type_name: str = ""
     duplicate: bool = False
     """True when ``send(job_id=...)`` found that job already enqueued: nothing was added."""
+
+
+JobState = Literal[
+    "queued", "scheduled", "active", "retrying", "succeeded", "failed", "cancelled", "unknown"
+]
+
+
+@attrs.frozen
+class JobStatus:
+    """Where a job is in its life, as far as the broker knows.
+
+    ``queued``: waiting in its stream; ``scheduled``: delayed (``delay=``/``at=``);
+    ``active``: delivered to a worker (``worker``, ``started_at``); ``retrying``: a
+    failed attempt waits for its backoff (``due_at``, ``error``); ``succeeded``,
+    ``failed`` (dead-lettered) and ``cancelled`` are kept for ``result_ttl``;
+    ``unknown``: never sent, or its outcome expired.
+    """
+
+    job_id: str
+    queue: str
+    state: JobState
+    attempts: int = 0
+    enqueued_at: dt.datetime | None = None
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    due_at: dt.datetime | None = None
+    worker: str | None = None
+    error: str | None = None
+
+
+def _ms(value: Any) -> dt.datetime | None:
+    try:
+        ms = int(float(value))
+    except (TypeError, ValueError):
+        return None
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC) if ms > 0 else None
 
 
 class ClientBase:
@@ -136,6 +172,57 @@ class ClientBase:
                 orjson.dumps({"state": "cancelled"}),
             ],
         )
+
+    def _find_call(self, job: Job) -> Call:
+        keys = PartitionKeys(self.prefix, job.queue, job.partition)
+        return [keys.stream, keys.delayed], [GROUP, job.id, job.entry_id, CANCEL_SCAN]
+
+    @staticmethod
+    def _status(job: Job, doc: bytes | None, found: Any) -> JobStatus:
+        if doc is not None:
+            d = orjson.loads(doc)
+            error = (
+                f"{d.get('error_type', '')}: {d.get('error', '')}" if d.get("error_type") else None
+            )
+            return JobStatus(
+                job.id,
+                job.queue,
+                d.get("state", "unknown"),
+                attempts=int(d.get("attempts", 0)),
+                enqueued_at=_ms(d.get("enqueued")),
+                finished_at=_ms(d.get("finished")),
+                error=error,
+            )
+        kind, where, what, pending = (_text(found[0]), found[1], found[2], found[3])
+        if kind == "stream":
+            flat = [_text(x) for x in what]
+            fields = dict(zip(flat[::2], flat[1::2], strict=True))
+            entry_id = _text(where)
+            common: dict[str, Any] = {
+                "attempts": int(fields.get("attempt", "1")),
+                "enqueued_at": _ms(fields.get("enqueued", entry_id.split("-")[0])),
+                "error": fields.get("error"),
+            }
+            if pending:
+                owner, idle = _text(pending[0]), int(pending[1])
+                started = dt.datetime.now(dt.UTC) - dt.timedelta(milliseconds=idle)
+                return JobStatus(
+                    job.id, job.queue, "active", worker=owner, started_at=started, **common
+                )
+            return JobStatus(job.id, job.queue, "queued", **common)
+        if kind == "delayed":
+            d = orjson.loads(where)
+            attempt = int(d.get("attempt", 1))
+            return JobStatus(
+                job.id,
+                job.queue,
+                "retrying" if attempt > 1 else "scheduled",
+                attempts=attempt,
+                enqueued_at=_ms(d.get("enqueued")),
+                due_at=_ms(_text(what)),
+                error=d.get("error"),
+            )
+        return JobStatus(job.id, job.queue, "unknown")
 
     def _outcome(self, job: Job, raw: bytes | str) -> Any:
         doc = orjson.loads(raw)

@@ -191,9 +191,14 @@ local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumb
 for _, payload in ipairs(due) do
   local ok, job = pcall(cjson.decode, payload)
   if ok and type(job) == 'table' then
-    redis.call('XADD', KEYS[1], '*', 'id', tostring(job.id), 'type', tostring(job.type),
-               'body', tostring(job.body), 'attempt', tostring(job.attempt),
-               'enqueued', tostring(job.enqueued))
+    local fields = {'id', tostring(job.id), 'type', tostring(job.type),
+                    'body', tostring(job.body), 'attempt', tostring(job.attempt),
+                    'enqueued', tostring(job.enqueued)}
+    if job.error then
+      fields[#fields + 1] = 'error'
+      fields[#fields + 1] = tostring(job.error)
+    end
+    redis.call('XADD', KEYS[1], '*', unpack(fields))
   else
     redis.call('XADD', KEYS[1], '*', 'type', '', 'body', payload, 'attempt', '1')
   end
@@ -289,6 +294,50 @@ return {lost, cancel}
 """
 )
 
+# Finding a job by id: in the stream (at a known entry id, or by scanning up to
+# `limit` entries) or in the delayed set. Returns kind, entry id / payload,
+# fields / due score, and the pending-entry info when it is being run.
+_LOCATE = """
+local function job_of(entry)
+  local f = entry[2]
+  for i = 1, #f, 2 do if f[i] == 'id' then return f[i + 1] end end
+  return entry[1]
+end
+local function locate(stream, delayed, group, job, eid, limit)
+  local found
+  if eid ~= '' then
+    local r = redis.call('XRANGE', stream, eid, eid)
+    if r[1] and job_of(r[1]) == job then found = r[1] end
+  end
+  if not found then
+    local start, seen = '-', 0
+    while not found and seen < limit do
+      local page = redis.call('XRANGE', stream, start, '+', 'COUNT', 500)
+      if #page == 0 then break end
+      for _, e in ipairs(page) do
+        if job_of(e) == job then found = e; break end
+      end
+      seen = seen + #page
+      start = '(' .. page[#page][1]
+    end
+  end
+  if found then
+    local ok, p = pcall(redis.call, 'XPENDING', stream, group, found[1], found[1], 1)
+    local pending = nil
+    if ok and p[1] then pending = {p[1][2], p[1][3], p[1][4]} end
+    return 'stream', found[1], found[2], pending
+  end
+  local needle = '"id":"' .. job .. '"'
+  local members = redis.call('ZRANGE', delayed, 0, limit - 1, 'WITHSCORES')
+  for i = 1, #members, 2 do
+    if string.find(members[i], needle, 1, true) then
+      return 'delayed', members[i], members[i + 1], nil
+    end
+  end
+  return nil
+end
+"""
+
 # KEYS: stream, delayed, cancel marker, result key
 # ARGV: group, job id, entry id ('' = search the stream), result_ttl_ms, scan limit,
 #       control channel, outcome document for a removed job
@@ -299,54 +348,41 @@ return {lost, cancel}
 CANCEL = (
     "#!lua\n"
     + _PRELUDE
+    + _LOCATE
     + """
 local stream, delayed, marker, result = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local group, job, eid = ARGV[1], ARGV[2], ARGV[3]
-local ttl, limit = tonumber(ARGV[4]), tonumber(ARGV[5])
-local function job_of(entry)
-  local f = entry[2]
-  for i = 1, #f, 2 do if f[i] == 'id' then return f[i + 1] end end
-  return entry[1]
-end
-local found
-if eid ~= '' then
-  local r = redis.call('XRANGE', stream, eid, eid)
-  if r[1] and job_of(r[1]) == job then found = r[1][1] end
+local group, job = ARGV[1], ARGV[2]
+local ttl = tonumber(ARGV[4])
+local kind, where, _, pending = locate(stream, delayed, group, job, ARGV[3], tonumber(ARGV[5]))
+if kind == 'stream' and pending then
+  redis.call('SET', marker, '1', 'PX', math.max(ttl, 60000))
+  redis.call('PUBLISH', ARGV[6], cjson.encode({cancel = job}))
+  return 'running'
+elseif kind == 'stream' then
+  redis.call('XDEL', stream, where)
+elseif kind == 'delayed' then
+  redis.call('ZREM', delayed, where)
 else
-  local start, seen = '-', 0
-  while not found and seen < limit do
-    local page = redis.call('XRANGE', stream, start, '+', 'COUNT', 500)
-    if #page == 0 then break end
-    for _, e in ipairs(page) do
-      if job_of(e) == job then found = e[1]; break end
-    end
-    seen = seen + #page
-    start = '(' .. page[#page][1]
-  end
+  return 'unknown'
 end
-if found then
-  local ok, p = pcall(redis.call, 'XPENDING', stream, group, found, found, 1)
-  if ok and p[1] then
-    redis.call('SET', marker, '1', 'PX', math.max(ttl, 60000))
-    redis.call('PUBLISH', ARGV[6], cjson.encode({cancel = job}))
-    return 'running'
-  end
-  redis.call('XDEL', stream, found)
-  store_outcome(result, ARGV[7], ttl)
-  release_unique(stream, job, ttl)
-  return 'removed'
-end
-local needle = '"id":"' .. job .. '"'
-local members = redis.call('ZRANGE', delayed, 0, limit - 1)
-for _, m in ipairs(members) do
-  if string.find(m, needle, 1, true) then
-    redis.call('ZREM', delayed, m)
-    store_outcome(result, ARGV[7], ttl)
-    release_unique(stream, job, ttl)
-    return 'removed'
-  end
-end
-return 'unknown'
+store_outcome(result, ARGV[7], ttl)
+release_unique(stream, job, ttl)
+return 'removed'
+"""
+)
+
+# KEYS: stream, delayed
+# ARGV: group, job id, entry id ('' = search), scan limit
+# Returns {kind ('stream', 'delayed' or ''), entry id or delayed payload,
+#          entry fields or due ms, {owner, idle ms, deliveries} or {}}.
+FIND = (
+    "#!lua\n"
+    + _LOCATE
+    + """
+local kind, where, what, pending = locate(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3],
+                                          tonumber(ARGV[4]))
+if not kind then return {'', '', '', {}} end
+return {kind, where, what, pending or {}}
 """
 )
 
@@ -405,6 +441,7 @@ ALL = {
     "reclaim": RECLAIM,
     "touch": TOUCH,
     "cancel": CANCEL,
+    "find": FIND,
     "dlq_retry": DLQ_RETRY,
     "forget_consumer": FORGET_CONSUMER,
 }

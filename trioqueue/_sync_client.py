@@ -19,8 +19,8 @@ from trioqueue._config import Config
 from trioqueue._connection import check_url, redact, redact_url
 from trioqueue._errors import BrokerAuthError, BrokerError, BrokerUnavailable
 from trioqueue._keys import PartitionKeys
-from trioqueue._ops import ClientBase, Item, Job, due_ms, send_error
-from trioqueue._scripts import CANCEL, SEND
+from trioqueue._ops import ClientBase, Item, Job, JobStatus, due_ms, send_error
+from trioqueue._scripts import CANCEL, FIND, SEND
 
 __all__ = ["SyncClient"]
 
@@ -57,6 +57,7 @@ class SyncClient(ClientBase):
             ) from None
         self._send = self.redis.register_script(SEND)
         self._cancel = self.redis.register_script(CANCEL)
+        self._find = self.redis.register_script(FIND)
         self._io(self.redis.ping)
 
     def __enter__(self) -> SyncClient:
@@ -138,6 +139,17 @@ class SyncClient(ClientBase):
                 self._io(lambda r=remaining: self.redis.blpop([done_key], timeout=min(r, 5.0)))
         finally:
             self._io(lambda: self.redis.delete(wait_key, done_key))
+
+    def status(self, job: Job | str, *, queue: str | None = None) -> JobStatus:
+        """The job's current state, attempts, timestamps and last error."""
+        j = self._job(job, queue)
+        key = PartitionKeys(self.prefix, j.queue, j.partition).result(j.id)
+        doc = self._io(lambda: self.redis.get(key))
+        found = None
+        if doc is None:
+            keys, args = self._find_call(j)
+            found = self._io(lambda: self._find(keys=keys, args=args))
+        return self._status(j, doc, found)
 
     def _io(self, fn: Any) -> Any:
         try:

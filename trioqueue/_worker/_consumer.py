@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 import traceback
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -181,7 +182,15 @@ class Consumer:
                 "its data); recreating it",
                 self.settings.name,
             )
-            await self.sup.outage.call("recreate consumer group", self._ensure_group)
+            try:
+                await self.sup.outage.call("recreate consumer group", self._ensure_group)
+            except Exception as again:
+                # E.g. the key now holds another type: the next read reports that. This
+                # error escaping would take the whole supervisor down with this queue.
+                log.warning(
+                    "queue %s: cannot recreate the consumer group: %s", self.settings.name, again
+                )
+                await trio.sleep(1.0)
             return
         if "WRONGTYPE" in msg or isinstance(exc, cx.WrongTypeError):
             log.error(
@@ -394,7 +403,8 @@ class Consumer:
         if running is not None and running.cancelled and scope.cancelled_caught:
             # A client cancelled it: settle it as cancelled, never retry it.
             log.info("job %s on queue %s cancelled on request", env.job_id, self.settings.name)
-            self._acks.append((env.entry_id, env.job_id, outcome_doc("cancelled")))
+            doc = outcome_doc("cancelled", attempts=env.attempt, enqueued=env.enqueued_ms)
+            self._acks.append((env.entry_id, env.job_id, doc))
             self._unacked.add(env.entry_id)
             self._ack_wanted.set()
             return
@@ -403,10 +413,15 @@ class Consumer:
             return
         if outcome is None:
             stored = None
-            if handler.returns_value and self.settings.result_ttl > 0:
+            if self.settings.result_ttl > 0:
                 try:
                     unstructured = self.sup.app.converter.unstructure(result)
-                    stored = outcome_doc("succeeded", result=unstructured)
+                    stored = outcome_doc(
+                        "succeeded",
+                        result=unstructured,
+                        attempts=env.attempt,
+                        enqueued=env.enqueued_ms,
+                    )
                 except Exception as exc:
                     # An unstorable result is the handler's failure; left to propagate it
                     # would take down the consumer and every other job with it.
@@ -473,7 +488,7 @@ class Consumer:
                 self.sup.member_id,
                 env.entry_id,
                 int(delay * 1000),
-                env.delayed_payload(env.attempt + 1),
+                env.delayed_payload(env.attempt + 1, f"{error_type}: {error}"),
             ],
         )
         if ok:
@@ -511,7 +526,11 @@ class Consumer:
     async def _dead_letter(self, entry_id: str, fields: dict[str, str]) -> None:
         job_id = fields.get("id", entry_id)
         doc = outcome_doc(
-            "failed", error_type=fields.get("error_type", ""), error=fields.get("error", "")
+            "failed",
+            error_type=fields.get("error_type", ""),
+            error=fields.get("error", ""),
+            attempts=int(fields.get("attempts", "1") or 1),
+            enqueued=int(fields.get("enqueued", "0") or 0),
         )
         fields = {
             **fields,
@@ -650,7 +669,7 @@ class Consumer:
 
 def outcome_doc(state: str, **fields: Any) -> bytes:
     """The JSON document stored under a job's result key when it settles."""
-    return orjson.dumps({"state": state, **fields})
+    return orjson.dumps({"state": state, "finished": int(time.time() * 1000), **fields})
 
 
 def _text(value: Any) -> str:
