@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import attrs
 import orjson
 import trio
 import typer
 from rich.table import Table
 
+from trioqueue._app import App
 from trioqueue._cli import ConfigArg, cli, client_for, fail, load, out, run_async
+from trioqueue._client import Client
+from trioqueue._config import Config
 from trioqueue._errors import JobCancelled, JobFailed
+from trioqueue._ops import JobStatus
 from trioqueue._status import collect_status
 
 dlq = typer.Typer(help="Inspect, re-send and purge dead-lettered jobs.", no_args_is_help=True)
@@ -23,9 +28,15 @@ QueueArg = Annotated[str, typer.Argument(help="Queue name.", show_default=False)
 def status(
     config: ConfigArg,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    job: Annotated[str | None, typer.Option("--job", help="Show this job's state instead.")] = None,
+    queue: QueueOpt = None,
 ) -> None:
-    """Show each queue's backlog, in-flight, delayed and dead jobs, and live members."""
+    """Show each queue's backlog, in-flight, delayed and dead jobs, and live members
+    (or, with --job, one job's state)."""
     cfg, app = load(config)
+    if job is not None:
+        job_status(cfg, app, job, queue, as_json)
+        return
 
     async def go() -> dict[str, Any]:
         async with client_for(cfg, app) as client:
@@ -59,6 +70,27 @@ def status(
     out.print(members)
 
 
+def job_status(cfg: Config, app: App, job_id: str, queue: str | None, as_json: bool) -> None:
+    async def go() -> JobStatus:
+        async with client_for(cfg, app) as client:
+            if queue is not None:
+                return await client.status(job_id, queue=queue)
+            return await locate(client, app.queues, job_id)
+
+    st = run_async(cfg, go)
+    doc = {
+        k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in attrs.asdict(st).items()
+    }
+    if as_json:
+        out.print_json(orjson.dumps(doc).decode())
+    else:
+        for key, value in doc.items():
+            if value is not None:
+                out.print(f"{key:12} {value}", highlight=False)
+    if st.state == "unknown":
+        raise typer.Exit(1)
+
+
 @cli.command()
 def cancel(
     config: ConfigArg,
@@ -84,11 +116,26 @@ def cancel(
         raise typer.Exit(1)
 
 
+QueueOpt = Annotated[
+    str | None,
+    typer.Option("--queue", "-q", help="The job's queue (default: look in every queue)."),
+]
+
+
+async def locate(client: Client, queues: list[str], job_id: str) -> JobStatus:
+    """The status of ``job_id`` in the first queue that knows it (else ``unknown``)."""
+    for queue in queues:
+        status = await client.status(job_id, queue=queue)
+        if status.state != "unknown":
+            return status
+    return JobStatus(job_id, queues[0] if queues else "", "unknown")
+
+
 @cli.command()
 def result(
     config: ConfigArg,
-    queue: QueueArg,
     job_id: Annotated[str, typer.Argument(help="Job id.", show_default=False)],
+    queue: QueueOpt = None,
     wait: Annotated[float, typer.Option(help="Seconds to wait for the result.")] = 0.0,
 ) -> None:
     """Print a job's result as JSON (exit 1 if it failed, was cancelled or is not there)."""
@@ -96,7 +143,13 @@ def result(
 
     async def go() -> Any:
         async with client_for(cfg, app) as client:
-            return await client.result(job_id, queue=queue, timeout=max(wait, 0.001))
+            q = queue
+            if q is None:
+                found = await locate(client, app.queues, job_id)
+                if found.state == "unknown":
+                    fail(f"no job {job_id} on queues {', '.join(app.queues)} (or it expired)")
+                q = found.queue
+            return await client.result(job_id, queue=q, timeout=max(wait, 0.001))
 
     try:
         value = run_async(cfg, go)
