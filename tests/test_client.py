@@ -7,14 +7,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import attrs
+import coredis.exceptions as cx
 import orjson
 import pytest
 
 import trioqueue
 from tests.conftest import Server, free_port, make_config
-from trioqueue._ops import SEND_CHUNK
-from trioqueue._connection import connected
+from trioqueue._connection import connected, is_connection_error
 from trioqueue._keys import PartitionKeys
+from trioqueue._ops import SEND_CHUNK
 from trioqueue._worker._supervisor import store_queue_bounds
 
 
@@ -137,7 +138,7 @@ async def test_unregistered_type_needs_a_queue(server: Server, prefix: str, redi
     """A type with no handler is refused without queue= and sent by class name with it."""
     app = make_app()
     async with app.connect(server.url, prefix=prefix) as client:
-        with pytest.raises(trioqueue.UnknownMessageType, match="Orphan.*queue="):
+        with pytest.raises(trioqueue.UnknownMessageType, match=r"Orphan.*queue="):
             await client.send(Orphan("x"))
         job = await client.send(Orphan("y"), queue="elsewhere")
     assert job.queue == "elsewhere"
@@ -186,9 +187,7 @@ async def test_message_too_large_client_side(server: Server, prefix: str, redis:
     assert await stream_len(redis, prefix, "blobs") == 1
 
 
-async def test_message_too_large_from_stored_bound(
-    server: Server, prefix: str, redis: Any
-) -> None:
+async def test_message_too_large_from_stored_bound(server: Server, prefix: str, redis: Any) -> None:
     """A bound written to the meta hash by a worker is enforced for a client that lacks it."""
     config = make_config(server.url, prefix, queues={"blobs": {"max_message_bytes": 50}})
     worker_app = make_app()
@@ -344,3 +343,20 @@ async def test_password_required_but_missing(private_server: Server) -> None:
             pass
     assert CANARY not in all_text(info.value)
     assert ":***@" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("exc", "transient"),
+    [
+        (cx.TryAgainError("Multiple keys request during rehashing of slot"), True),
+        (cx.ClusterDownError("The cluster is down"), True),
+        (cx.BusyLoadingError("Redis is loading the dataset in memory"), True),
+        (cx.ResponseError("MASTERDOWN Link with MASTER is down"), True),
+        (cx.StreamConsumerGroupError("No such key 'k' or consumer group 'g'"), False),
+        (cx.WrongTypeError("Operation against a key holding the wrong kind of value"), False),
+        (cx.AuthenticationFailureError("invalid username-password pair"), False),
+    ],
+)
+def test_transient_errors_are_recognised_by_class(exc: Exception, transient: bool) -> None:
+    """coredis strips error codes from messages, so retryable ones are known by class."""
+    assert is_connection_error(exc) is transient

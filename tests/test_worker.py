@@ -607,8 +607,9 @@ async def test_deleted_stream_is_recreated(server: Server, prefix: str, redis: A
         seen.append(msg.n)
 
     keys = PartitionKeys(prefix, "q")
-    async with app.connect(server.url, prefix=prefix) as client, running(
-        app, make_config(server.url, prefix)
+    async with (
+        app.connect(server.url, prefix=prefix) as client,
+        running(app, make_config(server.url, prefix)),
     ):
         await client.send(Ping(1))
         await wait_for(lambda: seen == [1])

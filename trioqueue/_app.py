@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import inspect
 import typing
 from collections.abc import Callable
@@ -13,6 +14,7 @@ import cattrs
 
 from trioqueue._config import Backoff, Config, QueueOptions, QueueSettings
 from trioqueue._converter import default_converter, type_name_of
+from trioqueue._cron import Schedule
 from trioqueue._errors import UnknownMessageType
 from trioqueue._keys import check_prefix, check_queue_name
 
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["App", "Handler"]
 
 M = TypeVar("M")
+F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_QUEUE = "default"
 # Read from the field: on a slotted attrs class, QueueSettings.concurrency is a descriptor.
 _DEFAULT_CONCURRENCY = QueueSettings(name="").concurrency
@@ -90,6 +93,7 @@ class App:
         self._by_name: dict[str, Handler[Any]] = {}
         self._by_type: dict[type, Handler[Any]] = {}
         self._queues: dict[str, QueueOptions] = {}
+        self._schedules: list[Schedule] = []
 
     def handler(
         self,
@@ -153,6 +157,51 @@ class App:
             return handler
 
         return register
+
+    def cron(
+        self,
+        expr: str | None = None,
+        *,
+        every: float | dt.timedelta | None = None,
+        timezone: str = "UTC",
+        name: str | None = None,
+    ) -> Callable[[F], F]:
+        """Run the decorated function on a schedule: a cron expression (``"*/5 * * * *"``,
+        in ``timezone``) or a fixed interval (``every=`` seconds or a timedelta).
+
+        The function takes no arguments. If it returns a message, that message is sent
+        (routed like ``client.send``, idempotently per tick) — the durable way to do
+        scheduled work. Each tick fires once across any number of supervisors; ticks
+        missed while none ran are not replayed (see docs/how-to/schedules.md).
+        """
+        seconds = every.total_seconds() if isinstance(every, dt.timedelta) else every
+
+        def register(fn: F) -> F:
+            params = [
+                p
+                for p in inspect.signature(fn).parameters.values()
+                if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+            ]
+            if params:
+                raise TypeError(f"scheduled function {fn.__qualname__} must take no arguments")
+            schedule = Schedule(
+                name=name or fn.__qualname__,
+                cron=expr,
+                every=seconds,
+                timezone=timezone,
+                target=fn,
+            )
+            if any(s.name == schedule.name for s in self._schedules):
+                raise ValueError(f"a schedule named {schedule.name!r} already exists; pass name=")
+            self._schedules.append(schedule)
+            return fn
+
+        return register
+
+    @property
+    def schedules(self) -> list[Schedule]:
+        """Schedules registered with ``@app.cron``."""
+        return list(self._schedules)
 
     @property
     def handlers(self) -> dict[str, Handler[Any]]:

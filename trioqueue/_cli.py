@@ -21,6 +21,7 @@ from trioqueue._client import Client
 from trioqueue._config import Config, load_config
 from trioqueue._connection import redact, redact_url
 from trioqueue._converter import describe_structure_error
+from trioqueue._cron import config_schedules
 from trioqueue._embedded import default_data_dir, embedded_broker, find_server_binary
 from trioqueue._envelope import new_job_id
 from trioqueue._errors import BrokerError, ConfigError, TrioqueueError
@@ -62,6 +63,10 @@ def load(path: Path) -> tuple[Config, App]:
         for name in cfg.queues
         if name not in app.queues
     ]
+    try:
+        config_schedules(app, cfg.schedules)
+    except ConfigError as exc:
+        problems += exc.problems
     if problems:
         fail(f"invalid config {path}:\n  " + "\n  ".join(problems))
     return cfg, app

@@ -15,6 +15,7 @@ import cattrs
 from cattrs.cols import is_mapping, mapping_structure_factory
 from cattrs.errors import ForbiddenExtraKeysError
 
+from trioqueue._cron import check_cron, check_timezone
 from trioqueue._errors import ConfigError
 from trioqueue._keys import check_prefix, check_queue_name
 
@@ -24,6 +25,7 @@ __all__ = [
     "Config",
     "QueueOptions",
     "QueueSettings",
+    "ScheduleConfig",
     "WorkerConfig",
     "load_config",
 ]
@@ -125,6 +127,23 @@ class WorkerConfig:
 
 
 @attrs.frozen
+class ScheduleConfig:
+    """A ``[[schedules]]`` entry: send ``message`` to ``queue`` on a schedule.
+
+    ``cron`` (5 fields, in ``timezone``) or ``every`` (seconds). ``type`` names the
+    message type when the queue has several handlers.
+    """
+
+    queue: str
+    message: dict[str, Any] = attrs.Factory(dict)
+    cron: str | None = None
+    every: float | None = None
+    timezone: str = "UTC"
+    type: str | None = None
+    name: str | None = None
+
+
+@attrs.frozen
 class Config:
     """A whole ``config.toml``."""
 
@@ -132,6 +151,7 @@ class Config:
     broker: BrokerConfig = BrokerConfig()
     worker: WorkerConfig = WorkerConfig()
     queues: dict[str, QueueOptions] = attrs.Factory(dict)
+    schedules: list[ScheduleConfig] = attrs.Factory(list)
     source: Path | None = attrs.field(default=None, eq=False)
 
     def queue_options(self, name: str) -> QueueOptions:
@@ -200,8 +220,13 @@ _PATH_PART = re.compile(r"\['([^']*)'\]|\[(\d+)\]|\.([A-Za-z_][A-Za-z0-9_]*)")
 
 
 def _dotted(path: str) -> str:
-    parts = [a or b or c for a, b, c in _PATH_PART.findall(path)]
-    return ".".join(parts) or "(top level)"
+    out = ""
+    for key, index, attr in _PATH_PART.findall(path):
+        if index:
+            out += f"[{index}]"
+        else:
+            out += ("." if out else "") + (key or attr)
+    return out or "(top level)"
 
 
 def _format_exc(exc: BaseException, _type: Any) -> str:
@@ -283,6 +308,20 @@ def _check_ranges(cfg: Config) -> list[str]:
         )
     if ":" not in cfg.app:
         problems.append(f'app: expected "module:attribute", got "{cfg.app}"')
+    for i, s in enumerate(cfg.schedules):
+        base = f"schedules[{i}]"
+        if (s.cron is None) == (s.every is None):
+            problems.append(f"{base}: give exactly one of cron or every")
+        if s.cron is not None:
+            try:
+                check_cron(s.cron)
+            except ValueError as exc:
+                problems.append(f"{base}.cron: {exc}")
+        positive(f"{base}.every", s.every)
+        try:
+            check_timezone(s.timezone)
+        except ValueError as exc:
+            problems.append(f"{base}.timezone: {exc}")
     for name, q in cfg.queues.items():
         base = f"queues.{name}"
         try:

@@ -66,6 +66,9 @@ def is_connection_error(exc: BaseException) -> bool:
         return True
     if isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError):
         return True
+    if isinstance(exc, cx.TryAgainError | cx.ClusterDownError):
+        # coredis raises these codes as classes and strips them from the message.
+        return True
     if isinstance(exc, cx.ResponseError):
         msg = str(exc)
         # The server is restarting, loading, or refusing writes for a moment.

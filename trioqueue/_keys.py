@@ -85,6 +85,11 @@ def control_channel(prefix: str) -> str:
     return f"{prefix}:control"
 
 
+def cron_key(prefix: str, schedule: str) -> str:
+    """The last tick a schedule fired (epoch ms), claimed by compare-and-set."""
+    return f"{prefix}:cron:{schedule}"
+
+
 def members_key(prefix: str) -> str:
     """Sorted set of members, scored by the server time their heartbeat expires."""
     return f"{prefix}:members"

@@ -213,10 +213,17 @@ return {#due, wait}
 
 # KEYS: stream, dead
 # ARGV: group, consumer, min_idle_ms, count, owner ('' = any other consumer),
-#       max_deliveries, worker id, result_ttl_ms
+#       max_deliveries, worker id, result_ttl_ms, suspect_at (0 = off), idle ('1' = the
+#       caller runs nothing and may take one suspect)
 # Claims entries idle at least min_idle_ms from other consumers (without JUSTID, so the
 # delivery counter counts). Entries past max_deliveries go to the dead-letter stream in
-# the same step. Returns {claimed: {id, fields, deliveries}..., dead_count, lost_count}.
+# the same step. An entry that would reach suspect_at deliveries has been held by
+# members that vanished time after time: it may be the job that kills them, and
+# whatever runs beside it is charged a delivery too when it strikes again. So suspects
+# are claimed only by an idle caller, one at a time and with nothing else, to be run
+# alone; a busy caller leaves them (unclaimed, their counters untouched) and counts them.
+# Returns {claimed: {id, fields, deliveries, suspect}..., dead_count, lost_count,
+# suspects_left}.
 RECLAIM = (
     "#!lua\n"
     + _PRELUDE
@@ -230,11 +237,32 @@ if owner ~= '' then
 else
   pending = redis.call('XPENDING', stream, group, 'IDLE', min_idle, '-', '+', count)
 end
-local out, dead_n, lost_n = {}, 0, 0
+local suspect_at, idle = tonumber(ARGV[9] or '0'), ARGV[10] == '1'
+local function is_suspect(deliveries)
+  return suspect_at > 0 and deliveries >= suspect_at
+    and not (max_deliveries > 0 and deliveries > max_deliveries)
+end
+local isolate = false
+if idle then
+  for _, p in ipairs(pending) do
+    if p[2] ~= me and is_suspect(tonumber(p[4]) + 1) then isolate = true; break end
+  end
+end
+local out, dead_n, lost_n, left = {}, 0, 0, 0
+local took_suspect = false
 for _, p in ipairs(pending) do
   local id, from = p[1], p[2]
-  if from ~= me then
-    local deliveries = tonumber(p[4]) + 1
+  local deliveries = tonumber(p[4]) + 1
+  local suspect = is_suspect(deliveries)
+  local take = from ~= me
+  if take and suspect and (not isolate or took_suspect) then
+    left = left + 1
+    take = false
+  elseif take and isolate and not suspect and not (max_deliveries > 0
+      and deliveries > max_deliveries) then
+    take = false  -- claimed after the suspect ran alone
+  end
+  if take then
     local claimed = redis.call('XCLAIM', stream, group, me, min_idle, id)
     local entry = claimed[1]
     if not entry or not entry[2] then
@@ -263,11 +291,12 @@ for _, p in ipairs(pending) do
       release_unique(stream, job, ttl)
       dead_n = dead_n + 1
     else
-      out[#out + 1] = {id, entry[2], deliveries}
+      if suspect then took_suspect = true end
+      out[#out + 1] = {id, entry[2], deliveries, suspect and 1 or 0}
     end
   end
 end
-return {out, dead_n, lost_n}
+return {out, dead_n, lost_n, left}
 """
 )
 
@@ -432,6 +461,13 @@ return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2]) + 1
 """
 )
 
+# Returns the server's TIME as {seconds, microseconds}. (A script rather than the TIME
+# command because the client library's TIME reply conversion drops sub-millisecond
+# precision into the wrong field.)
+SERVER_TIME = """#!lua flags=no-writes,allow-oom
+return redis.call('TIME')
+"""
+
 ALL = {
     "send": SEND,
     "ack": ACK,
@@ -442,6 +478,7 @@ ALL = {
     "touch": TOUCH,
     "cancel": CANCEL,
     "find": FIND,
+    "server_time": SERVER_TIME,
     "dlq_retry": DLQ_RETRY,
     "forget_consumer": FORGET_CONSUMER,
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import coredis.exceptions as cx
 import orjson
 
 from trioqueue._connection import Redis
@@ -37,7 +38,8 @@ async def collect_status(redis: Redis, prefix: str, queues: Iterable[str]) -> di
                 d = {_text(k): v for k, v in c.items()}
                 consumers.append({"name": _text(d["name"]), "pending": int(d.get("pending", 0))})
         except Exception as exc:  # no group yet: nothing consumed so far
-            if "NOGROUP" not in str(exc):
+            # coredis raises NOGROUP as StreamConsumerGroupError, without the code.
+            if "NOGROUP" not in str(exc) and not isinstance(exc, cx.StreamConsumerGroupError):
                 raise
         backlog = int(await redis.xlen(keys.stream))
         partition = {

@@ -224,19 +224,29 @@ class Nemesis:
         self._record("sigstop", wp.member, t0, now_ns(), inflight)
 
     async def server_restart(self, down: float) -> None:
-        inflight = await self.held(None)
+        before = await self.held(None)
         t0 = now_ns()
         self.server.kill()
         await trio.sleep(down)
         await trio.to_thread.run_sync(self.server.start)
-        self._record("server-kill", "server", t0, now_ns(), inflight)
+        t1 = now_ns()
+        # Entries delivered between the first read and the kill came back with the
+        # append-only file: what the server holds now completes the picture.
+        after = await self.held(None)
+        self._record("server-kill", "server", t0, t1, _union(before, after))
 
     async def client_kill(self) -> None:
-        inflight = await self.held(None)
+        before = await self.held(None)
         t0 = now_ns()
         reply = await raw_command(self.server.port, "CLIENT", "KILL", "TYPE", "normal")
         assert reply.startswith(b":"), reply
-        self._record("client-kill", "server", t0, t0, inflight)
+        after = await self.held(None)
+        self._record("client-kill", "server", t0, t0, _union(before, after))
+
+    async def crashed(self, wp: WorkerProc) -> None:
+        """Record that a worker died by itself (e.g. a job killed it)."""
+        t0 = now_ns()
+        self._record("crash", wp.member, t0, t0, await self.held(wp.member))
 
     async def client_pause(self, ms: int) -> None:
         inflight = await self.held(None)
@@ -245,6 +255,10 @@ class Nemesis:
         assert reply == b"+OK\r\n", reply
         await trio.sleep(ms / 1000)
         self._record("client-pause", "server", t0, t0 + ms * 1_000_000, inflight)
+
+
+def _union(a: list[str], b: list[str]) -> list[str]:
+    return sorted(set(a) | set(b))
 
 
 async def raw_command(port: int, *args: str) -> bytes:

@@ -158,6 +158,7 @@ class Report:
     jobs_sent: int = 0
     sent_ok: int = 0
     sent_info: int = 0
+    info_retried_ok: int = 0
     sent_fail: int = 0
     info_recovered: int = 0
     info_absent: int = 0
@@ -224,9 +225,10 @@ class Report:
         dead = ", ".join(f"{k} {v}" for k, v in sorted(self.dead_by_type.items())) or "none"
         return "\n".join(
             [
-                f"jobs: sent {self.jobs_sent} (ok {self.sent_ok}, info {self.sent_info} "
-                f"[recovered {self.info_recovered}, absent {self.info_absent}], "
-                f"fail {self.sent_fail}); acked {self.acked}; dead-lettered: {dead}",
+                f"jobs: sent {self.jobs_sent} (ok {self.sent_ok}, fail {self.sent_fail}; "
+                f"{self.sent_info} had an unknown outcome: {self.info_retried_ok} confirmed "
+                f"by an idempotent retry, {self.info_recovered} seen anyway, "
+                f"{self.info_absent} absent); acked {self.acked}; dead-lettered: {dead}",
                 f"faults: {self.faults_by_kind() or 'none'}",
                 f"lost {len(self.lost)}; unexpected {len(self.unexpected)}; "
                 f"duplicated D={self.duplicated} over {len(self.duplicates)} jobs; "
@@ -284,7 +286,8 @@ def check(
             )
     r.jobs_sent = len(invoked)
     r.sent_ok = len(ok)
-    r.sent_info = len(info - ok)
+    r.sent_info = len(info)
+    r.info_retried_ok = len(info & ok)
 
     dead = final.dead
     settled = final.results | set(dead)
@@ -338,7 +341,7 @@ def _resume_times(events: list[dict[str, Any]], faults: list[Fault]) -> dict[str
     """
     out: dict[str, list[float]] = defaultdict(list)
     for f in faults:
-        if f.kind in ("sigkill", "sigstop"):
+        if f.kind in ("sigkill", "sigstop", "crash"):
             held = set(f.inflight)
             victim = f.target
             t = next(

@@ -134,10 +134,12 @@ async def test_poison_job_is_dead_lettered_after_max_deliveries(
     server: Server, prefix: str, workers: Callable[..., Workers]
 ) -> None:
     max_deliveries = 3
-    w = workers(server, prefix, min_ms=5, max_ms=20, max_deliveries=max_deliveries)
+    # One worker, busy with jobs long enough that others run beside the poison job
+    # whenever it strikes: each death charges them a delivery too.
+    w = workers(server, prefix, min_ms=100, max_ms=200, max_deliveries=max_deliveries)
     await w.start("a")
-    await w.start("b")
     producer = Producer(server.url, prefix, w.history)
+    nemesis = Nemesis(server, prefix, w)
     deaths = 0
 
     async def restart_dead() -> None:
@@ -148,6 +150,7 @@ async def test_poison_job_is_dead_lettered_after_max_deliveries(
                 if not wp.alive() and not wp.killed:
                     wp.killed = True
                     deaths += 1
+                    await nemesis.crashed(wp)
                     await trio.sleep(0.3)
                     await w.start(slot)
             await trio.sleep(0.05)
@@ -155,7 +158,7 @@ async def test_poison_job_is_dead_lettered_after_max_deliveries(
     poison = 100
     async with trio.open_nursery() as nursery:
         nursery.start_soon(restart_dead)
-        nursery.start_soon(producer.run, 300, 60.0, lambda i: "poison" if i == poison else "ok")
+        nursery.start_soon(producer.run, 300, 50.0, lambda i: "poison" if i == poison else "ok")
         await drain(server, prefix, producer, timeout=45)
         nursery.cancel_scope.cancel()
     report, codes = await finish(
@@ -167,6 +170,8 @@ async def test_poison_job_is_dead_lettered_after_max_deliveries(
     )
     assert_sound(report)
     assert deaths == max_deliveries
+    # Other jobs were in flight when it struck, and none of them was dead-lettered.
+    assert report.in_flight_at_faults > deaths
     assert report.acked == 299
     assert all(code == 0 for code in codes.values()), codes
 

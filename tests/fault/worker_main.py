@@ -132,7 +132,7 @@ class _RecordingScripts:
     async def reclaim(self, *, keys: Any, args: Any) -> Any:
         res = await self._inner.reclaim(keys=keys, args=args)
         jobs = []
-        for entry_id, flat, _ in res[0]:
+        for entry_id, flat, *_ in res[0]:
             fields = {_text(k): _text(v) for k, v in zip(flat[::2], flat[1::2], strict=False)}
             job = fields.get("id", _text(entry_id))
             self._jobs[_text(entry_id)] = job

@@ -36,6 +36,11 @@ log = logging.getLogger("trioqueue")
 
 ACK_BATCH = 500
 TRACEBACK_CHARS = 4000
+# A job taken over from vanished members this many deliveries in a row runs alone. The
+# first takeover is usually an ordinary crash or restart: all the jobs it held come
+# back, and running those one by one would only slow recovery. A job present at the
+# next death too may be the one killing its workers; alone, only it is charged.
+SUSPECT_AT = 3
 
 
 class _Fenced(Exception):
@@ -81,6 +86,10 @@ class Consumer:
         self._reread_own = False
         self._thread_limiter = trio.CapacityLimiter(self.capacity)
         self._next_recovery = 0.0
+        # Entry of a suspect job running alone (see SUSPECT_AT), and whether suspects
+        # wait for this consumer to become idle.
+        self._isolated: str | None = None
+        self._suspects_left = False
         self.max_seen_in_flight = 0
         self.drained = False
 
@@ -143,7 +152,7 @@ class Consumer:
     async def _fetch_loop(self) -> None:
         sup = self.sup
         while not sup.is_stopping():
-            while self._free <= 0 and not sup.is_stopping():
+            while (self._free <= 0 or self._isolated is not None) and not sup.is_stopping():
                 await self._wait_change()
             if sup.is_stopping():
                 return
@@ -153,9 +162,18 @@ class Consumer:
             try:
                 if trio.current_time() >= self._next_recovery:
                     self._next_recovery = trio.current_time() + sup.config.worker.heartbeat_interval
+                    self._suspects_left = False
                     await self._recover()
-                    if self._free <= 0:
+                    if self._free <= 0 or self._isolated is not None:
                         continue
+                if self._suspects_left:
+                    # Take no new work: once idle, a recovery may run a suspect alone.
+                    if self._idle():
+                        self._next_recovery = 0.0
+                    else:
+                        with trio.move_on_at(self._next_recovery):
+                            await self._wait_change()
+                    continue
                 entries = await self._read(self._free)
             except Exception as exc:
                 await self._fetch_failed(exc)
@@ -268,7 +286,8 @@ class Consumer:
                         )
                 elif pending == 0:
                     await sup.scripts.forget_consumer(keys=[self.keys.stream], args=[GROUP, name])
-        if self._free > 0:
+        if self._free > 0 and sup.peers_trusted():
+            # After an outage, live peers' entries look idle until they renew them.
             n = await self._reclaim(
                 owner="", min_idle_ms=int(self.settings.visibility_timeout * 1000)
             )
@@ -293,9 +312,13 @@ class Consumer:
                 self.settings.max_deliveries,
                 sup.member_id,
                 int(self.settings.result_ttl * 1000),
+                min(SUSPECT_AT, self.settings.max_deliveries),
+                "1" if self._idle() else "",
             ],
         )
         claimed, dead, lost = res[0], int(res[1]), int(res[2])
+        if int(res[3]):
+            self._suspects_left = True
         if dead:
             self.stats.dead += dead
             log.error(
@@ -312,11 +335,24 @@ class Consumer:
                 self.settings.name,
                 lost,
             )
-        for entry_id, flat, deliveries in claimed:
+        for entry_id, flat, deliveries, suspect in claimed:
             fields = dict(zip(flat[::2], flat[1::2], strict=True))
+            if int(suspect):
+                self._isolated = _text(entry_id)
+                log.warning(
+                    "queue %s: entry %s was held by members that vanished, %d deliveries "
+                    "in a row (max_deliveries=%d); running it alone",
+                    self.settings.name,
+                    self._isolated,
+                    int(deliveries),
+                    self.settings.max_deliveries,
+                )
             self._dispatch(_text(entry_id), fields, int(deliveries))
         self.stats.reclaimed += len(claimed)
         return len(claimed)
+
+    def _idle(self) -> bool:
+        return not self.running and not self._unacked and not self._acks and self._isolated is None
 
     # ----------------------------------------------------------------- handling
 
@@ -340,6 +376,10 @@ class Consumer:
                 await coro
             finally:
                 del self.running[env.entry_id]
+                if env.entry_id == self._isolated:
+                    self._isolated = None
+                    self._next_recovery = 0.0  # more suspects may be waiting
+                    self._signal()
                 # A finished job waiting for its batched ack still holds its pending
                 # entry: its slot frees only once the ack lands (see _flush), so the
                 # PEL never holds more than `concurrency` entries.

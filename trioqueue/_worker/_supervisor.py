@@ -10,6 +10,8 @@ Supervisor.run
 
 from __future__ import annotations
 
+import datetime as dt
+import inspect
 import logging
 import os
 import secrets
@@ -25,8 +27,10 @@ import trio
 from trioqueue._app import App
 from trioqueue._config import Config, QueueSettings, WorkerConfig
 from trioqueue._connection import Redis, connected, redact_url
+from trioqueue._cron import CLAIM as CRON_CLAIM
+from trioqueue._cron import Schedule, config_schedules
 from trioqueue._embedded import default_data_dir, embedded_broker
-from trioqueue._keys import PartitionKeys, control_channel, member_key, members_key
+from trioqueue._keys import PartitionKeys, control_channel, cron_key, member_key, members_key
 from trioqueue._scripts import ALL as SCRIPTS
 from trioqueue._worker._consumer import Consumer
 from trioqueue._worker._outage import OutageTracker, reconnect_delay
@@ -87,6 +91,7 @@ class Supervisor:
             if unknown:
                 raise ValueError(f"no handler registered for queue(s) {', '.join(unknown)}")
             self.settings = {q: self.settings[q] for q in queues}
+        self.schedules = [*app.schedules, *config_schedules(app, self.config.schedules)]
         self.consumers: dict[str, Consumer] = {}
         self.url: str | None = None
         self.stopping = False
@@ -195,6 +200,8 @@ class Supervisor:
             loops.start_soon(self._heartbeat_loop)
             loops.start_soon(self._scheduler_loop)
             loops.start_soon(self._control_loop)
+            if self.schedules:
+                loops.start_soon(self._cron_loop)
             if self.handle_signals:
                 loops.start_soon(self._signal_loop)
             async with trio.open_nursery() as consumers:
@@ -249,7 +256,10 @@ class Supervisor:
 
     def peers_trusted(self) -> bool:
         """Whether a missing heartbeat of a peer may be taken to mean it is dead."""
-        return trio.current_time() >= self._trusted_at
+        # While our own link is down, and for a TTL after it recovers, peers cannot
+        # have renewed their heartbeats or leases either: a server that was down or
+        # paused longer than the TTL comes back with every heartbeat expired.
+        return not self.outage.down and trio.current_time() >= self._trusted_at
 
     def _distrust_peers(self) -> None:
         self._trusted_at = trio.current_time() + self.worker.heartbeat_ttl
@@ -260,12 +270,9 @@ class Supervisor:
         info = orjson.dumps(
             {"id": self.member_id, "app": self.app.name, "queues": list(self.settings)}
         )
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(member_key(self.prefix, self.member_id), info, px=ttl_ms, get=True)
-            pipe.time()
-        results: Any = pipe.results
-        previous, now = results
-        now_ms = int(now.timestamp() * 1000)
+        key = member_key(self.prefix, self.member_id)
+        previous = await self.redis.set(key, info, px=ttl_ms, get=True)
+        now_ms = int((await self.server_now()).timestamp() * 1000)
         await self.redis.zadd(members_key(self.prefix), {self.member_id: now_ms + ttl_ms})
         return previous is not None
 
@@ -332,6 +339,60 @@ class Supervisor:
         for consumer in self.consumers.values():
             if consumer.cancel_job(job_id):
                 return
+
+    # ----------------------------------------------------------------- cron
+
+    async def server_now(self) -> dt.datetime:
+        """The server's clock (all due times and ticks use it, never ours)."""
+        sec, usec = await self.scripts.server_time(keys=[], args=[])
+        return dt.datetime.fromtimestamp(int(sec) + int(usec) / 1e6, tz=dt.UTC)
+
+    async def _cron_loop(self) -> None:
+        from trioqueue._client import Client
+
+        claim = self.redis.register_script(CRON_CLAIM)
+        client = Client(self.app, self.redis, prefix=self.prefix, config=self.config, url="")
+        seen: dict[str, dt.datetime] = {}
+        async with trio.open_nursery() as runs:
+            while True:
+                try:
+                    now = await self.server_now()
+                    for s in self.schedules:
+                        tick = s.due(now)
+                        if tick is None or (s.name in seen and tick <= seen[s.name]):
+                            continue
+                        tick_ms = int(tick.timestamp() * 1000)
+                        won: Any = await claim(keys=[cron_key(self.prefix, s.name)], args=[tick_ms])
+                        seen[s.name] = tick
+                        if int(won):
+                            runs.start_soon(self._fire, s, tick_ms, client)
+                    wait = min((s.next_tick(now) - now).total_seconds() for s in self.schedules)
+                except Exception as exc:
+                    from trioqueue._connection import is_connection_error
+
+                    if not is_connection_error(exc):
+                        raise
+                    self.outage.failed("cron", exc)
+                    wait = self.reconnect_delay()
+                await trio.sleep(min(max(wait, 0.01), 1.0))
+
+    async def _fire(self, schedule: Schedule, tick_ms: int, client: Any) -> None:
+        try:
+            msg = schedule.message
+            if schedule.target is not None:
+                fn = schedule.target
+                msg = (
+                    await fn()
+                    if inspect.iscoroutinefunction(fn)
+                    else await trio.to_thread.run_sync(fn)
+                )
+            if msg is not None:
+                # The tick in the job id makes the send idempotent per tick.
+                await client.send(
+                    msg, queue=schedule.queue, job_id=f"cron:{schedule.name}:{tick_ms}"
+                )
+        except Exception:
+            log.exception("schedule %s failed at tick %d", schedule.name, tick_ms)
 
     # ----------------------------------------------------------------- scheduler
 
