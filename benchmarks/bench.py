@@ -371,59 +371,46 @@ async def drain_raw(redis: Redis, url: str, n: int, res: Results) -> None:
     record_drain(res, "raw", result, n)
 
 
-async def paced(send: Callable[[float], Any], jobs: int) -> None:
-    for _ in range(LATENCY_WARMUP):
-        await send(WARMUP)
-        await trio.sleep(LATENCY_GAP)
-    for _ in range(jobs):
-        await send(time.time())
-        await trio.sleep(LATENCY_GAP)
-
-
-async def latency_trioqueue(redis: Redis, url: str, jobs: int, res: Results) -> None:
+async def latency(redis: Redis, url: str, jobs: int, res: Results) -> None:
+    """Both consumers run at once and the sends alternate, so drift in the machine's
+    load (other processes, CPU frequency) hits both systems alike."""
     await fresh(redis)
-    prefix = f"l{secrets.token_hex(4)}"
-    spec = {
+    tag = f"l{secrets.token_hex(4)}"
+    stream = f"{tag}:raw"
+    expect = LATENCY_WARMUP + jobs
+    tq_spec = {
         "system": "trioqueue",
         "mode": "latency",
         "url": url,
-        "prefix": prefix,
+        "prefix": tag,
         "concurrency": LATENCY_CONCURRENCY,
-        "expect": LATENCY_WARMUP + jobs,
-        "tag": prefix,
+        "expect": expect,
+        "tag": tag,
     }
-    async with app.connect(url, prefix=prefix) as client, child(spec):
-        await wait_key(redis, ready_key(prefix))
-
-        async def send(sent: float) -> None:
-            await client.send(Ping(sent))
-
-        await paced(send, jobs)
-    result = await child_result(redis, prefix)
-    res.latency["trioqueue"] += result["latencies"]
-
-
-async def latency_raw(redis: Redis, url: str, jobs: int, res: Results) -> None:
-    await fresh(redis)
-    tag = f"m{secrets.token_hex(4)}"
-    stream = f"{tag}:stream"
-    spec = {
+    raw_spec = {
         "system": "raw",
         "mode": "latency",
         "url": url,
         "stream": stream,
-        "expect": LATENCY_WARMUP + jobs,
-        "tag": tag,
+        "expect": expect,
+        "tag": stream,
     }
-    async with connected(url) as client, child(spec):
+    async with (
+        app.connect(url, prefix=tag) as client,
+        connected(url) as raw,
+        child(tq_spec),
+        child(raw_spec),
+    ):
         await wait_key(redis, ready_key(tag))
-
-        async def send(sent: float) -> None:
-            await client.xadd(stream, {"t": str(sent)})
-
-        await paced(send, jobs)
-    result = await child_result(redis, tag)
-    res.latency["raw"] += result["latencies"]
+        await wait_key(redis, ready_key(stream))
+        for i in range(expect):
+            warm = i < LATENCY_WARMUP
+            await client.send(Ping(WARMUP if warm else time.time()))
+            await trio.sleep(LATENCY_GAP)
+            await raw.xadd(stream, {"t": str(WARMUP if warm else time.time())})
+            await trio.sleep(LATENCY_GAP)
+    res.latency["trioqueue"] += (await child_result(redis, tag))["latencies"]
+    res.latency["raw"] += (await child_result(redis, stream))["latencies"]
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -495,8 +482,7 @@ async def bench(n: int, reps: int, latency_jobs: int) -> Results:
                     await drain_trioqueue(redis, server.url, n, 10, res)
                     await drain_trioqueue(redis, server.url, n, 100, res)
                     await drain_raw(redis, server.url, n, res)
-                    await latency_trioqueue(redis, server.url, latency_jobs, res)
-                    await latency_raw(redis, server.url, latency_jobs, res)
+                    await latency(redis, server.url, latency_jobs, res)
         finally:
             server.stop()
     return res

@@ -18,6 +18,7 @@ from trioqueue._config import (
 from trioqueue._context import JobContext, current_job
 from trioqueue._deadletters import DeadLetter
 from trioqueue._errors import (
+    BatchFailed,
     BrokerAuthError,
     BrokerError,
     BrokerUnavailable,
@@ -40,6 +41,7 @@ __version__ = "0.1.0"
 __all__ = [
     "App",
     "Backoff",
+    "BatchFailed",
     "BrokerAuthError",
     "BrokerConfig",
     "BrokerError",

@@ -7,7 +7,7 @@ import inspect
 import typing
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import attrs
 import cattrs
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["App", "Handler"]
 
 M = TypeVar("M")
+RunIn = Literal["loop", "thread", "process"]
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_QUEUE = "default"
 # Read from the field: on a slotted attrs class, QueueSettings.concurrency is a descriptor.
@@ -45,9 +46,17 @@ class Handler(Generic[M]):
     return_type: Any
     is_async: bool
     options: QueueOptions
+    run_in: RunIn = "loop"
+    batch_size: int | None = None
+    flush_interval: float = 1.0
 
     def __call__(self, msg: M) -> Any:
         return self.fn(msg)
+
+    @property
+    def batched(self) -> bool:
+        """Whether the handler takes ``list[M]`` and is called with batches."""
+        return self.batch_size is not None
 
     @property
     def returns_value(self) -> bool:
@@ -55,7 +64,7 @@ class Handler(Generic[M]):
         return self.return_type not in (None, type(None), inspect.Signature.empty)
 
 
-def _message_type(fn: Callable[..., Any]) -> tuple[type[Any], Any]:
+def _message_type(fn: Callable[..., Any], batched: bool) -> tuple[type[Any], Any]:
     sig = inspect.signature(fn)
     params = [
         p for p in sig.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
@@ -68,6 +77,13 @@ def _message_type(fn: Callable[..., Any]) -> tuple[type[Any], Any]:
     except Exception as exc:
         raise TypeError(f"handler {name}: cannot resolve annotations: {exc}") from None
     msg_type = hints.get(params[0].name)
+    is_list = typing.get_origin(msg_type) is list
+    if is_list and not batched:
+        raise TypeError(f"handler {name} takes a list: give batch_size=... to batch it")
+    if batched:
+        if not is_list:
+            raise TypeError(f"batch handler {name} must take list[MyMessage]")
+        msg_type = typing.get_args(msg_type)[0] if typing.get_args(msg_type) else None
     if msg_type is None or not isinstance(msg_type, type):
         raise TypeError(
             f"handler {name}: annotate the message parameter with an attrs class, "
@@ -109,7 +125,10 @@ class App:
         result_ttl: float | None = None,
         backoff: Backoff | None = None,
         name: str | None = None,
-    ) -> Callable[[Callable[[M], Any]], Handler[M]]:
+        run_in: Literal["thread", "process"] | None = None,
+        batch_size: int | None = None,
+        flush_interval: float = 1.0,
+    ) -> Callable[[Callable[[Any], Any]], Handler[Any]]:
         """Register the decorated function as the handler of its message type.
 
         The message type is the annotation of the function's only parameter; it must
@@ -117,8 +136,21 @@ class App:
         class name). Queue settings given here are defaults the config file can
         override; handlers sharing a queue must not disagree on them.
         An ``async def`` runs in the worker's Trio loop; a plain ``def`` runs in a
-        worker thread.
+        worker thread, or with ``run_in="process"`` in a process pool (``[worker]
+        processes``; the function, message and result must be picklable, and a
+        timeout or cancel kills the child's work).
+
+        With ``batch_size`` the function takes ``list[MyMessage]`` and is called with
+        up to ``batch_size`` messages, or fewer once ``flush_interval`` seconds passed
+        since the first arrived. Raise ``BatchFailed(failed=[...])`` to fail only some.
         """
+        if batch_size is not None and batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        if flush_interval <= 0:
+            raise ValueError("flush_interval must be > 0")
+        if batch_size is not None and concurrency is None:
+            # Room for one batch running while the next one fills.
+            concurrency = 2 * batch_size
         check_queue_name(queue)
         opts = QueueOptions(
             concurrency=concurrency,
@@ -132,8 +164,16 @@ class App:
             backoff=backoff,
         )
 
-        def register(fn: Callable[[M], Any]) -> Handler[M]:
-            msg_type, return_type = _message_type(fn)
+        def register(fn: Callable[[Any], Any]) -> Handler[Any]:
+            msg_type, return_type = _message_type(fn, batch_size is not None)
+            is_async = inspect.iscoroutinefunction(fn)
+            where: RunIn = "loop" if is_async else "thread"
+            if run_in is not None:
+                if is_async:
+                    raise TypeError(
+                        f"handler {fn.__qualname__}: run_in applies to plain `def` handlers"
+                    )
+                where = run_in
             type_name = name or type_name_of(msg_type)
             if type_name in self._by_name:
                 raise ValueError(
@@ -149,8 +189,11 @@ class App:
                 type_name=type_name,
                 queue=queue,
                 return_type=return_type,
-                is_async=inspect.iscoroutinefunction(fn),
+                is_async=is_async,
                 options=opts,
+                run_in=where,
+                batch_size=batch_size,
+                flush_interval=flush_interval,
             )
             self._by_name[type_name] = handler
             self._by_type[msg_type] = handler

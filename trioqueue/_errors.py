@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "BatchFailed",
     "BrokerAuthError",
     "BrokerError",
     "BrokerUnavailable",
@@ -101,6 +102,19 @@ class Retry(Exception):
         self.delay = delay
         self.reason = reason
         super().__init__(reason or f"retry requested in {delay}s")
+
+
+class BatchFailed(Exception):
+    """Raise from a batch handler when only some messages failed.
+
+    ``failed`` holds their indexes in the list the handler got; those are retried
+    (or dead-lettered) one by one, the others are acknowledged.
+    """
+
+    def __init__(self, failed: list[int], reason: str = "") -> None:
+        self.failed = list(failed)
+        self.reason = reason
+        super().__init__(reason or f"{len(self.failed)} message(s) of the batch failed")
 
 
 class Reject(Exception):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -73,7 +74,12 @@ class Workers:
             args += [f"--{key.replace('_', '-')}", str(value)]
         return args
 
-    async def start(self, slot: str) -> WorkerProc:
+    async def start(self, slot: str, *, may_die: bool = False) -> WorkerProc:
+        """Start a worker in ``slot``; wait until its supervisor runs.
+
+        With ``may_die``, a worker that dies right after its supervisor started (a job
+        it took over killed it) is returned dead instead of failing the test.
+        """
         self._n += 1
         name = f"{slot}-{self._n}"
         out, err = self.logs / f"{name}.out", self.logs / f"{name}.err"
@@ -94,9 +100,12 @@ class Workers:
             return "started " in out.read_text() or not wp.alive()
 
         await wait_for(started, timeout=30)
-        if not wp.alive():
+        if "started " in out.read_text():
+            wp.member = out.read_text().split("started ", 1)[1].split()[0]
+        elif may_die and (m := re.search(r"worker (\S+) started:", wp.stderr())):
+            wp.member = m.group(1)
+        else:
             raise AssertionError(f"worker {name} exited at start:\n{wp.stderr()}")
-        wp.member = out.read_text().split("started ", 1)[1].split()[0]
         return wp
 
     def signal(self, slot: str, sig: int) -> WorkerProc:

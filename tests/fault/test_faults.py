@@ -95,6 +95,7 @@ async def test_server_kill_and_restart(
     nemesis = Nemesis(server, prefix, w)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(producer.run, 600, 100.0)
+        await trio.sleep(2.0)
         await nemesis.wait_held("a", 1)
         await nemesis.server_restart(down=1.5)
         await drain(server, prefix, producer, timeout=30)
@@ -118,6 +119,7 @@ async def test_client_kill_and_pause(
     nemesis = Nemesis(server, prefix, w)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(producer.run, 600, 100.0)
+        await trio.sleep(1.5)
         await nemesis.wait_held("a", 1)
         await nemesis.client_kill()
         await trio.sleep(1.5)
@@ -152,7 +154,7 @@ async def test_poison_job_is_dead_lettered_after_max_deliveries(
                     deaths += 1
                     await nemesis.crashed(wp)
                     await trio.sleep(0.3)
-                    await w.start(slot)
+                    await w.start(slot, may_die=True)
             await trio.sleep(0.05)
 
     poison = 100

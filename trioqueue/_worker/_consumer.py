@@ -20,6 +20,7 @@ import attrs
 import coredis.exceptions as cx
 import orjson
 import trio
+import trio_parallel
 
 from trioqueue._app import Handler
 from trioqueue._config import QueueSettings
@@ -28,6 +29,7 @@ from trioqueue._converter import describe_structure_error
 from trioqueue._envelope import Envelope, EnvelopeError, entry_fields_text
 from trioqueue._errors import Reject, Retry
 from trioqueue._keys import GROUP, PartitionKeys, member_key
+from trioqueue._worker._batch import Batcher
 
 if TYPE_CHECKING:
     from trioqueue._worker._supervisor import Supervisor
@@ -85,6 +87,7 @@ class Consumer:
         self._flush_lock = trio.Lock()
         self._reread_own = False
         self._thread_limiter = trio.CapacityLimiter(self.capacity)
+        self._batchers: dict[str, Batcher] = {}
         self._next_recovery = 0.0
         # Entry of a suspect job running alone (see SUSPECT_AT), and whether suspects
         # wait for this consumer to become idle.
@@ -110,6 +113,9 @@ class Consumer:
                 self._handlers = handlers
                 task_status.started()
                 await self._fetch_loop()
+                # Shutdown: run partial batches now instead of after their interval.
+                for batcher in self._batchers.values():
+                    batcher.flush()
                 with trio.move_on_at(self.sup.drain_deadline):
                     while self.running:
                         await self._wait_change()
@@ -426,7 +432,8 @@ class Consumer:
         try:
             with scope:
                 timeout = self.settings.timeout
-                if timeout is None:
+                # A batch's timeout bounds the handler call, not the wait to fill it.
+                if timeout is None or handler.batched:
                     # A second cancel scope per job is a measurable share of a short
                     # job's cost; without a timeout it could never fire.
                     result = await self._call(handler, msg)
@@ -474,11 +481,40 @@ class Consumer:
         await self._failed(env, handler, outcome)
 
     async def _call(self, handler: Handler[Any], msg: Any) -> Any:
+        if handler.batched:
+            await self._batcher(handler).submit(msg)
+            return None
+        return await self._invoke(handler, msg)
+
+    async def _invoke(self, handler: Handler[Any], arg: Any) -> Any:
         if handler.is_async:
-            return await handler.fn(msg)
+            return await handler.fn(arg)
+        if handler.run_in == "process":
+            # kill_on_cancel: a timeout or remote cancel kills the child's work; a
+            # crashed child raises BrokenWorkerError, which fails only this attempt.
+            return await trio_parallel.run_sync(
+                handler.fn, arg, kill_on_cancel=True, limiter=self.sup.process_limiter
+            )
         return await trio.to_thread.run_sync(
-            handler.fn, msg, limiter=self._thread_limiter, abandon_on_cancel=True
+            handler.fn, arg, limiter=self._thread_limiter, abandon_on_cancel=True
         )
+
+    def _batcher(self, handler: Handler[Any]) -> Batcher:
+        batcher = self._batchers.get(handler.type_name)
+        if batcher is None:
+            assert handler.batch_size is not None
+
+            async def call(msgs: list[Any]) -> Any:
+                return await self._invoke(handler, msgs)
+
+            batcher = self._batchers[handler.type_name] = Batcher(
+                call,
+                batch_size=handler.batch_size,
+                flush_interval=handler.flush_interval,
+                timeout=self.settings.timeout,
+                nursery=self._handlers,
+            )
+        return batcher
 
     async def _failed(self, env: Envelope, handler: Handler[Any], exc: BaseException) -> None:
         name = self.settings.name

@@ -93,6 +93,7 @@ class Supervisor:
             self.settings = {q: self.settings[q] for q in queues}
         self.schedules = [*app.schedules, *config_schedules(app, self.config.schedules)]
         self.consumers: dict[str, Consumer] = {}
+        self.process_limiter = trio.CapacityLimiter(self.worker.processes)
         self.url: str | None = None
         self.stopping = False
         self.drain_deadline = float("inf")
