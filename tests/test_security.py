@@ -24,7 +24,7 @@ WORKER_COMMANDS = (
 )
 PRODUCER_COMMANDS = (
     "+ping +hello +client|setname +client|setinfo +evalsha +eval +script|load +set +get "
-    "+del +exists +blpop +xadd +xdel +xlen +hmget +xrange +xpending +zrange +zrem +rpush "
+    "+del +exists +blpop +xadd +xdel +xlen +hget +hmget +xrange +xpending +zrange +zrem +rpush "
     "+pexpire +publish"
 )
 

@@ -125,6 +125,8 @@ class App:
         result_ttl: float | None = None,
         backoff: Backoff | None = None,
         name: str | None = None,
+        partitions: int | None = None,
+        ordered: bool | None = None,
         run_in: Literal["thread", "process"] | None = None,
         batch_size: int | None = None,
         flush_interval: float = 1.0,
@@ -162,6 +164,8 @@ class App:
             max_message_bytes=max_message_bytes,
             result_ttl=result_ttl,
             backoff=backoff,
+            partitions=partitions,
+            ordered=ordered,
         )
 
         def register(fn: Callable[[Any], Any]) -> Handler[Any]:

@@ -23,7 +23,6 @@ from trioqueue._connection import redact, redact_url
 from trioqueue._converter import describe_structure_error
 from trioqueue._cron import config_schedules
 from trioqueue._embedded import default_data_dir, embedded_broker, find_server_binary
-from trioqueue._envelope import new_job_id
 from trioqueue._errors import BrokerError, ConfigError, TrioqueueError
 
 T = TypeVar("T")
@@ -175,6 +174,9 @@ def send(
         str | None,
         typer.Option("--type", help="Message type name (needed if the queue has several)."),
     ] = None,
+    key: Annotated[
+        str | None, typer.Option("--key", help="Partition key (orders jobs on ordered queues).")
+    ] = None,
 ) -> None:
     """Send a message (validated against the handler's type) to a queue."""
     cfg, app = load(config)
@@ -200,9 +202,9 @@ def send(
 
     async def go() -> list[str]:
         async with client_for(cfg, app) as client:
-            encoded = client.encode(msg)
-            items = [(new_job_id(), handler.type_name, encoded) for _ in range(n)]
-            jobs = await client.send_encoded(queue, items)
+            jobs = await client.send_many(
+                [msg] * n, queue=queue, key=(lambda _: key) if key else None
+            )
             return [job.id for job in jobs]
 
     for job_id in run_async(cfg, go):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -15,7 +15,7 @@ from trioqueue._config import Config
 from trioqueue._connection import Redis, classify, connected, is_connection_error
 from trioqueue._deadletters import DeadLetter, list_dead, purge_dead, retry_dead
 from trioqueue._keys import PartitionKeys
-from trioqueue._ops import ClientBase, Item, Job, JobStatus, due_ms, send_error
+from trioqueue._ops import ClientBase, Item, Job, JobStatus, due_ms, partition_for, send_error
 from trioqueue._scripts import CANCEL, DLQ_RETRY, FIND, SEND
 
 __all__ = ["Client", "Job"]
@@ -40,14 +40,17 @@ class Client(ClientBase):
         *,
         queue: str | None = None,
         job_id: str | None = None,
+        key: str | None = None,
         delay: float | dt.timedelta | None = None,
         at: dt.datetime | None = None,
     ) -> Job:
         """Enqueue one message; return its ``Job``.
 
         Routed to its handler's queue unless ``queue`` is given (required for types
-        with no handler on this App). ``delay`` (seconds or a timedelta, measured on
-        the server's clock) or ``at`` (an aware datetime) schedule it for later.
+        with no handler on this App). ``key`` picks the partition (a stable hash, see
+        ``partition_for``); on an ordered queue, jobs with the same key run one at a
+        time in send order. ``delay`` (seconds or a timedelta, measured on the
+        server's clock) or ``at`` (an aware datetime) schedule it for later.
 
         With ``job_id`` the send is idempotent: while a job with that id is queued,
         scheduled, running or its outcome is kept, sending it again enqueues nothing
@@ -58,33 +61,65 @@ class Client(ClientBase):
         ``BrokerError``; on any of those nothing was enqueued, except a
         ``BrokerUnavailable`` during the call, whose outcome is unknown.
         """
-        q, item = self._one(msg, queue, job_id)
-        jobs = await self.send_encoded(q, [item], unique=job_id is not None, due=due_ms(delay, at))
+        q, item = self._one(msg, queue, job_id, key)
+        partition = partition_for(key or job_id, await self.partitions(q))
+        jobs = await self.send_encoded(
+            q, [item], unique=job_id is not None, due=due_ms(delay, at), partition=partition
+        )
         return jobs[0]
 
-    async def send_many(self, msgs: Iterable[object], *, queue: str | None = None) -> list[Job]:
-        """Enqueue many messages in as few round trips as possible (one per queue and
-        1,000 messages). Jobs come back in the order of ``msgs``.
+    async def send_many(
+        self,
+        msgs: Iterable[object],
+        *,
+        queue: str | None = None,
+        key: Callable[[Any], str] | None = None,
+    ) -> list[Job]:
+        """Enqueue many messages in as few round trips as possible (one per queue,
+        partition and 1,000 messages). ``key`` maps a message to its key. Jobs come
+        back in the order of ``msgs``.
 
         A chunk is all-or-nothing: ``QueueFull`` means none of that chunk was added.
         """
-        count, chunks = self._many(msgs, queue)
+        count, by_queue = self._many(msgs, queue, key)
+        counts = {q: await self.partitions(q) for q in by_queue}
         out: list[Job | None] = [None] * count
-        for q, chunk in chunks:
-            jobs = await self.send_encoded(q, [item for _, item in chunk])
+        for q, p, chunk in self._chunks(by_queue, counts):
+            jobs = await self.send_encoded(q, [item for _, item in chunk], partition=p)
             for (i, _), job in zip(chunk, jobs, strict=True):
                 out[i] = job
         return [job for job in out if job is not None]
 
+    async def partitions(self, queue: str) -> int:
+        """The queue's partition count (the one stored in Redis wins; cached briefly)."""
+        n = self._cached_partitions(queue)
+        if n is None:
+            meta = PartitionKeys(self.prefix, queue).meta
+            try:
+                stored = await self.redis.hget(meta, "partitions")
+            except Exception as exc:
+                if is_connection_error(exc) or isinstance(exc, cx.RedisError):
+                    raise classify(exc, self._url) from None
+                raise
+            n = self._remember_partitions(queue, stored)
+        return n
+
     async def send_encoded(
-        self, queue: str, items: Sequence[Item], *, unique: bool = False, due: int = 0
+        self,
+        queue: str,
+        items: Sequence[Item],
+        *,
+        unique: bool = False,
+        due: int = 0,
+        partition: int = 0,
     ) -> list[Job]:
-        """Enqueue already-encoded ``(job id, type name, JSON body)`` triples on ``queue``.
+        """Enqueue already-encoded ``(job id, type name, JSON body, key)`` items on one
+        partition of ``queue``.
 
         ``unique``: the ids were chosen by the caller, enqueue each at most once.
         ``due``: 0 = now, > 0 = epoch milliseconds, < 0 = minus a delay in milliseconds.
         """
-        keys, args = self._send_call(queue, items, unique, due)
+        keys, args = self._send_call(queue, partition, items, unique, due)
         try:
             res: Any = await self._send(keys=keys, args=args)
         except cx.ResponseError as exc:
@@ -93,7 +128,7 @@ class Client(ClientBase):
             if is_connection_error(exc):
                 raise classify(exc, self._url) from None
             raise
-        return self._jobs(queue, items, res)
+        return self._jobs(queue, partition, items, res)
 
     async def cancel(self, job: Job | str, *, queue: str | None = None) -> str:
         """Cancel a job. Returns ``"removed"`` (it was still waiting and is gone),

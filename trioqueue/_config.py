@@ -72,6 +72,8 @@ class QueueOptions:
     max_message_bytes: int | None = None
     result_ttl: float | None = None
     backoff: Backoff | None = None
+    partitions: int | None = None
+    ordered: bool | None = None
 
 
 @attrs.frozen
@@ -88,6 +90,8 @@ class QueueSettings:
     max_message_bytes: int = MiB
     result_ttl: float = 3600.0
     backoff: Backoff = Backoff()
+    partitions: int = 1
+    ordered: bool = False
 
     @classmethod
     def resolve(cls, name: str, *layers: QueueOptions, concurrency: int) -> QueueSettings:
@@ -336,6 +340,9 @@ def _check_ranges(cfg: Config) -> list[str]:
         positive(f"{base}.max_length", q.max_length)
         positive(f"{base}.max_message_bytes", q.max_message_bytes)
         positive(f"{base}.result_ttl", q.result_ttl, zero_ok=True)
+        positive(f"{base}.partitions", q.partitions)
+        if q.partitions is not None and q.partitions > 1024:
+            problems.append(f"{base}.partitions: expected at most 1024, got {q.partitions}")
         if q.backoff is not None:
             positive(f"{base}.backoff.initial", q.backoff.initial, zero_ok=True)
             positive(f"{base}.backoff.factor", q.backoff.factor)

@@ -22,6 +22,7 @@ F_TYPE = "type"
 F_BODY = "body"
 F_ATTEMPT = "attempt"
 F_ENQUEUED = "enqueued"
+F_KEY = "key"
 
 
 def new_job_id() -> str:
@@ -49,6 +50,7 @@ class Envelope:
     body: bytes
     attempt: int
     enqueued_ms: int
+    key: str = ""
 
     @classmethod
     def from_entry(cls, entry_id: str, fields: Mapping[Any, Any]) -> Envelope:
@@ -62,6 +64,7 @@ class Envelope:
         job_id = get(b"id", get("id"))
         attempt = get(b"attempt", get("attempt"))
         enqueued = get(b"enqueued", get("enqueued"))
+        key = get(b"key", get("key"))
         try:
             attempt_n = int(attempt) if attempt is not None else 1
             enqueued_ms = int(enqueued) if enqueued is not None else int(entry_id.split("-")[0])
@@ -74,6 +77,7 @@ class Envelope:
             body=body if isinstance(body, bytes) else str(body).encode(),
             attempt=attempt_n,
             enqueued_ms=enqueued_ms,
+            key=_text(key) if key is not None else "",
         )
 
     def delayed_payload(self, attempt: int, last_error: str = "") -> bytes:
@@ -85,6 +89,8 @@ class Envelope:
             F_ATTEMPT: attempt,
             F_ENQUEUED: self.enqueued_ms,
         }
+        if self.key:
+            doc[F_KEY] = self.key
         if last_error:
             doc["error"] = last_error[:1000]
         return orjson.dumps(doc)

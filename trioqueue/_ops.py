@@ -5,7 +5,10 @@ and ``_sync_client.py`` (redis-py); both run the same scripts from ``_scripts.py
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+import random
+import time
+import zlib
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -19,10 +22,12 @@ from trioqueue._keys import GROUP, PartitionKeys, control_channel
 
 # A send script call stays well under the server's busy threshold with this many jobs.
 SEND_CHUNK = 1000
+# How long a client trusts the partition count it read from Redis.
+PARTITIONS_CACHE = 10.0
 # How far a cancel by bare job id scans a queue for a waiting job.
 CANCEL_SCAN = 100_000
 
-Item = tuple[str, str, bytes]  # (job id, wire type name, JSON body)
+Item = tuple[str, str, bytes, str]  # (job id, wire type name, JSON body, key or "")
 Call = tuple[list[str], list[Any]]  # (KEYS, ARGV) of one script call
 
 
@@ -84,6 +89,7 @@ class ClientBase:
         self._config = config
         self._url = url
         self._settings: dict[str, QueueSettings] = {}
+        self._partitions: dict[str, tuple[int, float]] = {}
 
     def queue_settings(self, queue: str) -> QueueSettings:
         """The settings this client applies to ``queue`` (bounds, result TTL)."""
@@ -96,35 +102,62 @@ class ClientBase:
         """The JSON body of ``msg`` as it goes on the wire."""
         return orjson.dumps(self.app.converter.unstructure(msg))
 
-    def _one(self, msg: object, queue: str | None, job_id: str | None) -> tuple[str, Item]:
+    def _one(
+        self, msg: object, queue: str | None, job_id: str | None, key: str | None
+    ) -> tuple[str, Item]:
         q, type_name = self.app.route(msg, queue)
         if job_id is not None and not job_id:
             raise ValueError("job_id must not be empty")
-        return q, (job_id or new_job_id(), type_name, self.encode(msg))
+        return q, (job_id or new_job_id(), type_name, self.encode(msg), key or "")
 
     def _many(
-        self, msgs: Iterable[object], queue: str | None
-    ) -> tuple[int, list[tuple[str, list[tuple[int, Item]]]]]:
-        """Group messages into (queue, chunk) batches, remembering their positions."""
+        self, msgs: Iterable[object], queue: str | None, key: Callable[[Any], str] | None
+    ) -> tuple[int, dict[str, list[tuple[int, Item]]]]:
+        """Group messages by queue, remembering their positions."""
         by_queue: dict[str, list[tuple[int, Item]]] = {}
         count = 0
         for i, msg in enumerate(msgs):
-            q, item = self._one(msg, queue, None)
+            q, item = self._one(msg, queue, None, key(msg) if key is not None else None)
             by_queue.setdefault(q, []).append((i, item))
             count += 1
-        chunks = [
-            (q, items[start : start + SEND_CHUNK])
-            for q, items in by_queue.items()
-            for start in range(0, len(items), SEND_CHUNK)
-        ]
-        return count, chunks
+        return count, by_queue
 
-    def _send_call(self, queue: str, items: Sequence[Item], unique: bool, due: int) -> Call:
+    @staticmethod
+    def _chunks(
+        by_queue: dict[str, list[tuple[int, Item]]], partitions: dict[str, int]
+    ) -> list[tuple[str, int, list[tuple[int, Item]]]]:
+        """Split each queue's items by partition, then into script-sized chunks."""
+        out = []
+        for q, items in by_queue.items():
+            by_partition: dict[int, list[tuple[int, Item]]] = {}
+            for pos, item in items:
+                p = partition_for(item[3] or None, partitions[q])
+                by_partition.setdefault(p, []).append((pos, item))
+            for p, part in sorted(by_partition.items()):
+                for start in range(0, len(part), SEND_CHUNK):
+                    out.append((q, p, part[start : start + SEND_CHUNK]))
+        return out
+
+    def _cached_partitions(self, queue: str) -> int | None:
+        got = self._partitions.get(queue)
+        if got is not None and time.monotonic() - got[1] < PARTITIONS_CACHE:
+            return got[0]
+        return None
+
+    def _remember_partitions(self, queue: str, stored: Any) -> int:
+        """The partition count: the one stored in Redis wins over the local setting."""
+        n = int(stored) if stored is not None else self.queue_settings(queue).partitions
+        self._partitions[queue] = (n, time.monotonic())
+        return n
+
+    def _send_call(
+        self, queue: str, partition: int, items: Sequence[Item], unique: bool, due: int
+    ) -> Call:
         settings = self.queue_settings(queue)
-        for _, _, body in items:
+        for _, _, body, _ in items:
             if len(body) > settings.max_message_bytes:
                 raise MessageTooLarge(queue, len(body), settings.max_message_bytes)
-        keys = PartitionKeys(self.prefix, queue)
+        keys = PartitionKeys(self.prefix, queue, partition)
         args: list[Any] = [
             settings.max_length or 0,
             settings.max_message_bytes,
@@ -132,22 +165,23 @@ class ClientBase:
             due,
             len(items),
         ]
-        for job_id, type_name, body in items:
-            args += [job_id, type_name, body]
+        for job_id, type_name, body, key in items:
+            args += [job_id, type_name, body, key]
         return [keys.stream, keys.meta, keys.delayed], args
 
     @staticmethod
-    def _jobs(queue: str, items: Sequence[Item], res: Any) -> list[Job]:
+    def _jobs(queue: str, partition: int, items: Sequence[Item], res: Any) -> list[Job]:
         ids, dups = res
         return [
             Job(
                 id=job_id,
                 queue=queue,
+                partition=partition,
                 entry_id=_text(entry_id),
                 type_name=type_name,
                 duplicate=bool(int(dup)),
             )
-            for (job_id, type_name, _), entry_id, dup in zip(items, ids, dups, strict=True)
+            for (job_id, type_name, _, _), entry_id, dup in zip(items, ids, dups, strict=True)
         ]
 
     def _job(self, job: Job | str, queue: str | None) -> Job:
@@ -236,6 +270,16 @@ class ClientBase:
         if handler is not None and handler.returns_value:
             return self.app.converter.structure(value, handler.return_type)
         return value
+
+
+def partition_for(key: str | None, partitions: int) -> int:
+    """The partition of ``key``: CRC-32 (zlib, unsigned) of its UTF-8 bytes, modulo the
+    partition count; without a key, a random partition (spreads the load)."""
+    if partitions <= 1:
+        return 0
+    if key is None:
+        return random.randrange(partitions)
+    return zlib.crc32(key.encode("utf-8")) % partitions
 
 
 def due_ms(delay: float | dt.timedelta | None, at: dt.datetime | None) -> int:

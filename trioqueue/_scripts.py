@@ -55,7 +55,8 @@ end
 # KEYS: stream, meta, delayed
 # ARGV: max_length (0 = none), max_message_bytes (0 = none), unique ('1' = the job ids
 #       were chosen by the caller: enqueue each at most once), due (0 = now; > 0 = epoch
-#       ms; < 0 = -delay ms from the server's clock), n, then n x (job id, type, body)
+#       ms; < 0 = -delay ms from the server's clock), n, then n x (job id, type, body,
+#       key ('' = none))
 # Bounds stored in the meta hash (written from the config by workers and `check`) win over
 # the caller's. Returns {entry ids ('' for delayed jobs), duplicate flags}, or an error
 # "QUEUEFULL <bound>" / "TOOLARGE <size> <limit>"; nothing is added then.
@@ -72,7 +73,7 @@ if maxlen > 0 and redis.call('XLEN', KEYS[1]) + n > maxlen then
 end
 if maxbytes > 0 then
   for i = 0, n - 1 do
-    local size = #ARGV[8 + i * 3]
+    local size = #ARGV[8 + i * 4]
     if size > maxbytes then
       return redis.error_reply('TOOLARGE ' .. size .. ' ' .. maxbytes)
     end
@@ -83,17 +84,21 @@ if due ~= 0 then now = now_ms() end
 if due < 0 then due = now - due end
 local ids, dups = {}, {}
 for i = 0, n - 1 do
-  local b = 6 + i * 3
-  local job, typ, body = ARGV[b], ARGV[b + 1], ARGV[b + 2]
+  local b = 6 + i * 4
+  local job, typ, body, key = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local ukey = unique_key(KEYS[1], job)
   if unique and redis.call('EXISTS', ukey) == 1 then
     ids[i + 1] = redis.call('GET', ukey)
     dups[i + 1] = 1
   else
     if due > 0 then
-      redis.call('ZADD', KEYS[3], due, cjson.encode({id = job, type = typ, body = body,
-                 attempt = 1, enqueued = now}))
+      local doc = {id = job, type = typ, body = body, attempt = 1, enqueued = now}
+      if key ~= '' then doc.key = key end
+      redis.call('ZADD', KEYS[3], due, cjson.encode(doc))
       ids[i + 1] = ''
+    elseif key ~= '' then
+      ids[i + 1] = redis.call('XADD', KEYS[1], '*', 'id', job, 'type', typ, 'body', body,
+                              'key', key)
     else
       ids[i + 1] = redis.call('XADD', KEYS[1], '*', 'id', job, 'type', typ, 'body', body)
     end
@@ -194,6 +199,10 @@ for _, payload in ipairs(due) do
     local fields = {'id', tostring(job.id), 'type', tostring(job.type),
                     'body', tostring(job.body), 'attempt', tostring(job.attempt),
                     'enqueued', tostring(job.enqueued)}
+    if job.key then
+      fields[#fields + 1] = 'key'
+      fields[#fields + 1] = tostring(job.key)
+    end
     if job.error then
       fields[#fields + 1] = 'error'
       fields[#fields + 1] = tostring(job.error)
@@ -436,8 +445,12 @@ for _, e in ipairs(entries) do
   local f, job = e[2], {}
   for i = 1, #f, 2 do job[f[i]] = f[i + 1] end
   if job['type'] and job['body'] then
-    redis.call('XADD', KEYS[1], '*', 'id', job['id'] or e[1], 'type', job['type'],
-               'body', job['body'])
+    local fields = {'id', job['id'] or e[1], 'type', job['type'], 'body', job['body']}
+    if job['key'] and job['key'] ~= '' then
+      fields[#fields + 1] = 'key'
+      fields[#fields + 1] = job['key']
+    end
+    redis.call('XADD', KEYS[1], '*', unpack(fields))
     redis.call('XDEL', KEYS[2], e[1])
     resent = resent + 1
   else

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -19,7 +19,7 @@ from trioqueue._config import Config
 from trioqueue._connection import check_url, redact, redact_url
 from trioqueue._errors import BrokerAuthError, BrokerError, BrokerUnavailable
 from trioqueue._keys import PartitionKeys
-from trioqueue._ops import ClientBase, Item, Job, JobStatus, due_ms, send_error
+from trioqueue._ops import ClientBase, Item, Job, JobStatus, due_ms, partition_for, send_error
 from trioqueue._scripts import CANCEL, FIND, SEND
 
 __all__ = ["SyncClient"]
@@ -81,36 +81,62 @@ class SyncClient(ClientBase):
         *,
         queue: str | None = None,
         job_id: str | None = None,
+        key: str | None = None,
         delay: float | dt.timedelta | None = None,
         at: dt.datetime | None = None,
     ) -> Job:
         """Enqueue one message; see ``Client.send`` (same arguments and errors)."""
-        q, item = self._one(msg, queue, job_id)
-        return self.send_encoded(q, [item], unique=job_id is not None, due=due_ms(delay, at))[0]
+        q, item = self._one(msg, queue, job_id, key)
+        partition = partition_for(key or job_id, self.partitions(q))
+        return self.send_encoded(
+            q, [item], unique=job_id is not None, due=due_ms(delay, at), partition=partition
+        )[0]
 
-    def send_many(self, msgs: Iterable[object], *, queue: str | None = None) -> list[Job]:
+    def send_many(
+        self,
+        msgs: Iterable[object],
+        *,
+        queue: str | None = None,
+        key: Callable[[Any], str] | None = None,
+    ) -> list[Job]:
         """Enqueue many messages in as few round trips as possible; see ``Client.send_many``."""
-        count, chunks = self._many(msgs, queue)
+        count, by_queue = self._many(msgs, queue, key)
+        counts = {q: self.partitions(q) for q in by_queue}
         out: list[Job | None] = [None] * count
-        for q, chunk in chunks:
-            for (i, _), job in zip(
-                chunk, self.send_encoded(q, [it for _, it in chunk]), strict=True
-            ):
+        for q, p, chunk in self._chunks(by_queue, counts):
+            jobs = self.send_encoded(q, [item for _, item in chunk], partition=p)
+            for (i, _), job in zip(chunk, jobs, strict=True):
                 out[i] = job
         return [job for job in out if job is not None]
 
+    def partitions(self, queue: str) -> int:
+        """The queue's partition count (the one stored in Redis wins; cached briefly)."""
+        n = self._cached_partitions(queue)
+        if n is None:
+            meta = PartitionKeys(self.prefix, queue).meta
+            n = self._remember_partitions(
+                queue, self._io(lambda: self.redis.hget(meta, "partitions"))
+            )
+        return n
+
     def send_encoded(
-        self, queue: str, items: Sequence[Item], *, unique: bool = False, due: int = 0
+        self,
+        queue: str,
+        items: Sequence[Item],
+        *,
+        unique: bool = False,
+        due: int = 0,
+        partition: int = 0,
     ) -> list[Job]:
-        """Enqueue already-encoded ``(job id, type name, JSON body)`` triples."""
-        keys, args = self._send_call(queue, items, unique, due)
+        """Enqueue already-encoded ``(job id, type name, JSON body, key)`` items."""
+        keys, args = self._send_call(queue, partition, items, unique, due)
         try:
             res = self._send(keys=keys, args=args)
         except rx.ResponseError as exc:
             raise (send_error(queue, str(exc)) or self._classify(exc)) from None
         except rx.RedisError as exc:
             raise self._classify(exc) from None
-        return self._jobs(queue, items, res)
+        return self._jobs(queue, partition, items, res)
 
     def cancel(self, job: Job | str, *, queue: str | None = None) -> str:
         """Cancel a job; see ``Client.cancel``."""

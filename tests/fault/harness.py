@@ -176,12 +176,16 @@ class Producer:
                 sent = await client.send(msg, job_id=job)
             except (trioqueue.QueueFull, trioqueue.MessageTooLarge) as exc:
                 self.rec.record("send.fail", job=job, error=str(exc))
-            except trioqueue.BrokerError as exc:
+            except trioqueue.BrokerUnavailable as exc:
                 self.rec.record("send.info", job=job, error=str(exc))
                 if trio.current_time() < deadline:
                     await trio.sleep(delay)
                     delay = min(0.5, delay * 2)
                     continue
+            except trioqueue.BrokerError as exc:
+                # Refused by the server: a script error may have left part of its work
+                # done, so the outcome is unknown, but retrying would not change it.
+                self.rec.record("send.info", job=job, error=str(exc))
             else:
                 self.rec.record("send.ok", job=job, duplicate=sent.duplicate)
             break
@@ -227,10 +231,15 @@ class Nemesis:
     async def sigstop(self, slot: str, duration: float) -> None:
         t0 = now_ns()
         wp = self.workers.signal(slot, signal.SIGSTOP)
-        inflight = await self.held(wp.member)
-        await trio.sleep(duration)
+        before = await self.held(wp.member)
+        # A read the worker sent just before it stopped still delivers entries to it
+        # for up to its block time; look again once that passed (well before the TTL).
+        settle = 0.5
+        await trio.sleep(settle)
+        after = await self.held(wp.member)
+        await trio.sleep(duration - settle)
         self.workers.signal(slot, signal.SIGCONT)
-        self._record("sigstop", wp.member, t0, now_ns(), inflight)
+        self._record("sigstop", wp.member, t0, now_ns(), _union(before, after))
 
     async def server_restart(self, down: float) -> None:
         before = await self.held(None)
@@ -312,8 +321,31 @@ async def drain(server: Server, prefix: str, producer: Producer, timeout: float)
         except trioqueue.BrokerError:
             return False
 
-    await wait_for(done, timeout=timeout, interval=0.1)
+    try:
+        await wait_for(done, timeout=timeout, interval=0.1)
+    except AssertionError:
+        left = await backlog(server, prefix)
+        raise AssertionError(f"jobs did not settle within {timeout}s: {left}") from None
     return trio.current_time() - t0
+
+
+async def backlog(server: Server, prefix: str) -> dict[str, Any]:
+    """What is left in the queue, and who holds it (for failure messages)."""
+    from trioqueue._keys import PartitionKeys
+
+    keys = PartitionKeys(prefix, QUEUE)
+    async with connected(server.url) as redis:
+        summary: Any = await redis.xpending(keys.stream, "trioqueue")
+        return {
+            "stream": await redis.xlen(keys.stream),
+            "delayed": await redis.zcard(keys.delayed),
+            "pending": int(summary.pending),
+            "by consumer": {_text(k): v for k, v in (summary.consumers or {}).items()},
+        }
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 async def finish(

@@ -37,6 +37,7 @@ import attrs
 import orjson
 
 GROUP = "trioqueue"
+WORKER_FAULTS = ("sigkill", "sigstop", "crash")
 NS = 1_000_000_000
 
 
@@ -173,6 +174,7 @@ class Report:
     unsettled: dict[str, int] = attrs.Factory(dict)
     duplicates: dict[str, int] = attrs.Factory(dict)
     unexplained_duplicates: list[str] = attrs.Factory(list)
+    stolen: list[str] = attrs.Factory(list)
     faults: list[Fault] = attrs.Factory(list)
     fenced: int = 0
     ack_info: int = 0
@@ -213,6 +215,11 @@ class Report:
         if self.unexplained_duplicates:
             out.append(
                 f"duplicates of jobs no fault had in flight: {self.unexplained_duplicates[:10]}"
+            )
+        if self.stolen:
+            out.append(
+                "jobs taken over though no worker holding them was killed or paused "
+                f"(live members declared dead): {self.stolen[:10]}"
             )
         if self.duplicated > self.in_flight_at_faults:
             out.append(f"D={self.duplicated} > F={self.in_flight_at_faults}")
@@ -328,6 +335,14 @@ def check(
     for f in r.faults:
         hit.update(f.inflight)
     r.unexplained_duplicates = sorted(set(r.duplicates) - hit)
+    # Only a worker that died or stalled past its lease may lose its jobs to a peer; a
+    # server-wide fault hits every member alike and must not make them look dead.
+    held_by_victims: set[str] = set()
+    for f in r.faults:
+        if f.kind in WORKER_FAULTS:
+            held_by_victims.update(f.inflight)
+    taken = {job for e in events if e["ev"] == "reclaim" for job in e.get("jobs", [])}
+    r.stolen = sorted(taken - held_by_victims)
     r.resume = _resume_times(events, r.faults)
     return r
 
@@ -341,7 +356,7 @@ def _resume_times(events: list[dict[str, Any]], faults: list[Fault]) -> dict[str
     """
     out: dict[str, list[float]] = defaultdict(list)
     for f in faults:
-        if f.kind in ("sigkill", "sigstop", "crash"):
+        if f.kind in WORKER_FAULTS:
             held = set(f.inflight)
             victim = f.target
             t = next(

@@ -80,57 +80,43 @@ def make_app(rec: Recorder, jobs: dict[str, str], min_ms: float, max_ms: float) 
     return app
 
 
-class _RecordingScripts:
-    """Wraps the supervisor's settlement scripts to record what each one applied."""
+class _Settlements:
+    """Records what each settlement script applied, from its arguments and reply."""
 
-    def __init__(self, inner: Any, rec: Recorder, member: str, jobs: dict[str, str]) -> None:
-        self._inner = inner
+    def __init__(self, rec: Recorder, member: str, jobs: dict[str, str]) -> None:
         self._rec = rec
         self._member = member
         self._jobs = jobs
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
 
     def _job(self, entry: Any) -> str:
         entry = _text(entry)
         return self._jobs.get(entry, entry)
 
-    async def ack(self, *, keys: Any, args: Any) -> Any:
+    def _one(self, ev: str, entry: Any, job: str | None = None) -> None:
+        entry = _text(entry)
+        self._rec.record(ev, job=job or self._job(entry), entry=entry, member=self._member)
+
+    def ack(self, args: Any, res: Any, failed: bool) -> None:
         # ARGV: group, consumer, result ttl, n, then n x (entry, job, key index, document)
         n = int(args[3])
-        entries = [_text(args[4 + i * 4]) for i in range(n)]
-        try:
-            fenced = await self._inner.ack(keys=keys, args=args)
-        except BaseException:
-            for entry in entries:
-                self._rec.record("ack.info", job=self._job(entry), entry=entry, member=self._member)
-            raise
-        refused = {_text(x) for x in fenced}
-        for entry in entries:
-            ev = "ack.fenced" if entry in refused else "ack.ok"
-            self._rec.record(ev, job=self._job(entry), entry=entry, member=self._member)
-        return fenced
+        refused = set() if failed else {_text(x) for x in res}
+        for i in range(n):
+            entry = _text(args[4 + i * 4])
+            ev = "ack.info" if failed else "ack.fenced" if entry in refused else "ack.ok"
+            self._one(ev, entry, _text(args[5 + i * 4]))
 
-    async def retry(self, *, keys: Any, args: Any) -> Any:
-        res = await self._inner.retry(keys=keys, args=args)
-        entry = _text(args[2])
-        ev = "retry.ok" if res else "retry.fenced"
-        self._rec.record(ev, job=self._job(entry), entry=entry, member=self._member)
-        return res
+    def retry(self, args: Any, res: Any, failed: bool) -> None:
+        self._one("retry.info" if failed else "retry.ok" if res else "retry.fenced", args[2])
 
-    async def dead(self, *, keys: Any, args: Any) -> Any:
-        res = await self._inner.dead(keys=keys, args=args)
+    def dead(self, args: Any, res: Any, failed: bool) -> None:
         # ARGV: group, consumer, entry, result ttl, document, then the entry's fields
-        entry = _text(args[2])
         flat = [_text(a) for a in args[5:]]
-        job = dict(zip(flat[::2], flat[1::2], strict=False)).get("id", self._job(entry))
-        ev = "dlq.ok" if res else "dlq.fenced"
-        self._rec.record(ev, job=job, entry=entry, member=self._member)
-        return res
+        job = dict(zip(flat[::2], flat[1::2], strict=False)).get("id")
+        self._one("dlq.info" if failed else "dlq.ok" if res else "dlq.fenced", args[2], job)
 
-    async def reclaim(self, *, keys: Any, args: Any) -> Any:
-        res = await self._inner.reclaim(keys=keys, args=args)
+    def reclaim(self, args: Any, res: Any, failed: bool) -> None:
+        if failed:
+            return
         jobs = []
         for entry_id, flat, *_ in res[0]:
             fields = {_text(k): _text(v) for k, v in zip(flat[::2], flat[1::2], strict=False)}
@@ -139,20 +125,88 @@ class _RecordingScripts:
             jobs.append(job)
         if jobs or int(res[1]):
             self._rec.record("reclaim", member=self._member, jobs=jobs, dead=int(res[1]))
-        return res
+
+
+RECORDED = ("ack", "retry", "dead", "reclaim")
+
+
+async def _recorded(record: Any, args: Any, run: Any) -> Any:
+    try:
+        res = await run
+    except BaseException:
+        record(args, None, True)
+        raise
+    record(args, res, False)
+    return res
+
+
+class _RecordingScript:
+    """A registered script that records each call's outcome."""
+
+    def __init__(self, inner: Any, record: Any) -> None:
+        self._inner = inner
+        self._record = record
+        self.sha = inner.sha
+        self.script = inner.script
+
+    def __call__(self, keys: Any = None, args: Any = None, **kwargs: Any) -> Any:
+        return _recorded(self._record, args, self._inner(keys=keys, args=args, **kwargs))
+
+
+class _RecordingScripts:
+    def __init__(self, inner: Any, settlements: _Settlements) -> None:
+        self._inner = inner
+        self.by_sha: dict[str, Any] = {}
+        for name in RECORDED:
+            script = getattr(inner, name)
+            record = getattr(settlements, name)
+            self.by_sha[script.sha] = record
+            setattr(self, name, _RecordingScript(script, record))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class _RecordingRedis:
+    """The supervisor's client, recording scripts run by SHA instead of by calling them."""
+
+    def __init__(self, inner: Any, by_sha: dict[str, Any]) -> None:
+        self._inner = inner
+        self._by_sha = by_sha
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def evalsha(self, sha: Any, keys: Any = None, args: Any = None, **kwargs: Any) -> Any:
+        run = self._inner.evalsha(sha, keys=keys, args=args, **kwargs)
+        record = self._by_sha.get(sha)
+        return run if record is None else _recorded(record, args, run)
 
 
 def recording_supervisor(rec: Recorder, jobs: dict[str, str]) -> type[trioqueue.Supervisor]:
     class RecordingSupervisor(trioqueue.Supervisor):
-        # The supervisor assigns ``scripts`` once it connected; wrapping at that
-        # moment records every settlement, including the very first.
+        # The supervisor assigns its client and scripts once it connected; wrapping
+        # them at that moment records every settlement, including the very first.
+        _by_sha: dict[str, Any]
+
+        @property
+        def redis(self) -> Any:
+            return self._recording_redis
+
+        @redis.setter
+        def redis(self, value: Any) -> None:
+            self._by_sha = {}
+            self._recording_redis = _RecordingRedis(value, self._by_sha)
+
         @property
         def scripts(self) -> Any:
             return self._recording_scripts
 
         @scripts.setter
         def scripts(self, value: Any) -> None:
-            self._recording_scripts = _RecordingScripts(value, rec, self.member_id, jobs)
+            wrapped = _RecordingScripts(value, _Settlements(rec, self.member_id, jobs))
+            self._by_sha.update(wrapped.by_sha)
+            self._recording_scripts = wrapped
 
     return RecordingSupervisor
 

@@ -106,6 +106,7 @@ class Supervisor:
         self._scheduler_poke = trio.Event()
         self._lapse = trio.Event()
         self._trusted_at = 0.0
+        self._beat_sent: float | None = None
         self._stop_event = trio.Event()
         self.heartbeat_lapses = 0
 
@@ -260,7 +261,14 @@ class Supervisor:
         # While our own link is down, and for a TTL after it recovers, peers cannot
         # have renewed their heartbeats or leases either: a server that was down or
         # paused longer than the TTL comes back with every heartbeat expired.
-        return not self.outage.down and trio.current_time() >= self._trusted_at
+        now = trio.current_time()
+        if self.outage.down or now < self._trusted_at:
+            return False
+        # A heartbeat still waiting for its reply means our writes stall right now (a
+        # CLIENT PAUSE, a busy server, a cut link) and so do everyone's: reads still
+        # answer meanwhile and show live peers' heartbeats expiring.
+        sent = self._beat_sent
+        return sent is None or now - sent < self.worker.heartbeat_interval / 2
 
     def _distrust_peers(self) -> None:
         self._trusted_at = trio.current_time() + self.worker.heartbeat_ttl
@@ -283,15 +291,18 @@ class Supervisor:
         last_ok = trio.current_time()
         while True:
             await trio.sleep(interval)
+            self._beat_sent = trio.current_time()
             try:
                 alive = await self._beat()
             except Exception as exc:
                 from trioqueue._connection import is_connection_error
 
+                self._beat_sent = None
                 if not is_connection_error(exc):
                     raise
                 self.outage.failed("heartbeat", exc)
                 continue
+            self._beat_sent = None
             now = trio.current_time()
             gap = now - last_ok
             last_ok = now
