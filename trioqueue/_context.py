@@ -14,9 +14,11 @@ class JobContext:
     """The job a handler is running.
 
     ``deliveries`` counts how many times the broker handed this entry to a worker;
-    together with ``entry_id`` it is a fencing token for side effects: a later
-    delivery of the same job always has a higher ``deliveries`` or a newer
-    ``entry_id`` (retries re-enqueue under a new entry id).
+    ``epoch`` is the lease epoch of the partition on ordered queues (0 on shared
+    queues), increased each time the partition changes hands. ``fencing_token``
+    combines them: a later delivery of the same job, or the same partition under a
+    new owner, always has a larger token, so a database write guarded by it can
+    reject a zombie's late write.
     """
 
     job_id: str
@@ -26,6 +28,12 @@ class JobContext:
     deliveries: int
     entry_id: str
     worker: str
+    epoch: int = 0
+
+    @property
+    def fencing_token(self) -> tuple[int, int]:
+        """(partition epoch, deliveries): compare as a tuple; larger is newer."""
+        return (self.epoch, self.deliveries)
 
 
 _current: contextvars.ContextVar[JobContext] = contextvars.ContextVar("trioqueue_job")

@@ -71,6 +71,16 @@ class PartitionKeys:
         """List the settling script pushes to, to wake a waiting client (BLPOP)."""
         return f"{self.tag}:done:{job_id}"
 
+    @property
+    def lease(self) -> str:
+        """Owner of an ordered partition: ``<member>:<epoch>``, with a TTL."""
+        return f"{self.tag}:lease"
+
+    @property
+    def epoch(self) -> str:
+        """Counter of lease grants: the partition's fencing epoch."""
+        return f"{self.tag}:epoch"
+
     def cancel_marker(self, job_id: str) -> str:
         return f"{self.tag}:cancel:{job_id}"
 

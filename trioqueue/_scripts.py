@@ -474,6 +474,47 @@ return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2]) + 1
 """
 )
 
+# ---------------------------------------------------------------- ordered partitions
+# A partition of an ordered queue is owned through a lease: KEYS lease holds
+# "<member>:<epoch>" with a TTL; the epoch only grows (KEYS epoch), so every change of
+# hands yields a larger fencing token.
+
+# KEYS: lease, epoch; ARGV: member, ttl_ms. Returns the new token, or false if taken.
+LEASE_ACQUIRE = """#!lua
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local token = ARGV[1] .. ':' .. redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], token, 'PX', tonumber(ARGV[2]))
+return token
+"""
+
+# KEYS: lease; ARGV: token, ttl_ms. Returns 1 if renewed, 0 if the lease is lost.
+LEASE_RENEW = """#!lua flags=allow-oom
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+return 1
+"""
+
+# KEYS: lease; ARGV: token. Returns 1 if released, 0 if it was not ours any more.
+LEASE_RELEASE = """#!lua flags=allow-oom
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+# KEYS: stream, lease; ARGV: group, consumer, token, count
+# Reads new entries only while the caller holds the lease, so a paused owner that
+# wakes up after losing it cannot take (and reorder) work. Returns {entries, ''} or,
+# when there is nothing new, {{}, id of the newest entry or '0-0'} to block on.
+ORDERED_FETCH = """#!lua
+if redis.call('GET', KEYS[2]) ~= ARGV[3] then return redis.error_reply('FENCED lease lost') end
+local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', tonumber(ARGV[4]),
+                     'STREAMS', KEYS[1], '>')
+if r and r[1] and #r[1][2] > 0 then return {r[1][2], ''} end
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if last[1] then return {{}, last[1][1]} end
+return {{}, '0-0'}
+"""
+
 # Returns the server's TIME as {seconds, microseconds}. (A script rather than the TIME
 # command because the client library's TIME reply conversion drops sub-millisecond
 # precision into the wrong field.)
@@ -492,6 +533,10 @@ ALL = {
     "cancel": CANCEL,
     "find": FIND,
     "server_time": SERVER_TIME,
+    "lease_acquire": LEASE_ACQUIRE,
+    "lease_renew": LEASE_RENEW,
+    "lease_release": LEASE_RELEASE,
+    "ordered_fetch": ORDERED_FETCH,
     "dlq_retry": DLQ_RETRY,
     "forget_consumer": FORGET_CONSUMER,
 }

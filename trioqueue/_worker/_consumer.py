@@ -30,6 +30,7 @@ from trioqueue._envelope import Envelope, EnvelopeError, entry_fields_text
 from trioqueue._errors import Reject, Retry
 from trioqueue._keys import GROUP, PartitionKeys, member_key
 from trioqueue._worker._batch import Batcher
+from trioqueue._worker._process import process_target
 
 if TYPE_CHECKING:
     from trioqueue._worker._supervisor import Supervisor
@@ -95,6 +96,27 @@ class Consumer:
         self._suspects_left = False
         self.max_seen_in_flight = 0
         self.drained = False
+        # Lease epoch of an ordered partition (0 for shared queues): part of the
+        # fencing token handlers get through current_job().
+        self.epoch = 0
+        self._revoked_at: float | None = None
+
+    def stopping(self) -> bool:
+        """Whether to stop fetching: the worker shuts down or the partition was revoked."""
+        return self._revoked_at is not None or self.sup.is_stopping()
+
+    @property
+    def drain_deadline(self) -> float:
+        """When running jobs are cancelled once fetching stopped."""
+        if self._revoked_at is not None:
+            return min(self._revoked_at, self.sup.drain_deadline)
+        return self.sup.drain_deadline
+
+    def revoke(self, deadline: float) -> None:
+        """Stop fetching and drain running jobs by ``deadline`` (trio clock)."""
+        if self._revoked_at is None:
+            self._revoked_at = deadline
+            self._signal()
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -116,7 +138,7 @@ class Consumer:
                 # Shutdown: run partial batches now instead of after their interval.
                 for batcher in self._batchers.values():
                     batcher.flush()
-                with trio.move_on_at(self.sup.drain_deadline):
+                with trio.move_on_at(self.drain_deadline):
                     while self.running:
                         await self._wait_change()
                 if self.running:
@@ -157,10 +179,10 @@ class Consumer:
 
     async def _fetch_loop(self) -> None:
         sup = self.sup
-        while not sup.is_stopping():
-            while (self._free <= 0 or self._isolated is not None) and not sup.is_stopping():
+        while not self.stopping():
+            while (self._free <= 0 or self._isolated is not None) and not self.stopping():
                 await self._wait_change()
-            if sup.is_stopping():
+            if self.stopping():
                 return
             # Let handlers that are finishing right now release capacity first, so a
             # busy consumer reads in batches instead of one entry per round trip. The
@@ -229,7 +251,7 @@ class Consumer:
             )
             # Wait out the pause, but let a shutdown end it at once.
             with trio.move_on_after(10):
-                while not self.sup.is_stopping():
+                while not self.stopping():
                     await self._wait_change()
             return
         log.exception("queue %s: unexpected error while fetching", self.settings.name)
@@ -291,7 +313,13 @@ class Consumer:
                 if alive or not sup.peers_trusted():
                     continue
                 if pending > 0 and self._free > 0:
-                    n = await self._reclaim(owner=name, min_idle_ms=0)
+                    # Its heartbeat expired, yet it may have just woken from a stall
+                    # and read new entries before renewing it. A dead member touched
+                    # its entries last within one interval after its last beat, so
+                    # by now they have been idle at least TTL - interval: take those.
+                    w = sup.config.worker
+                    idle_ms = int(max(0.0, w.heartbeat_ttl - w.heartbeat_interval) * 1000)
+                    n = await self._reclaim(owner=name, min_idle_ms=idle_ms)
                     if n:
                         log.warning(
                             "queue %s: reclaimed %d jobs of dead member %s",
@@ -434,6 +462,7 @@ class Consumer:
             deliveries=deliveries,
             entry_id=env.entry_id,
             worker=self.sup.member_id,
+            epoch=self.epoch,
         )
         outcome: BaseException | None = None
         result: Any = None
@@ -502,7 +531,10 @@ class Consumer:
             # kill_on_cancel: a timeout or remote cancel kills the child's work; a
             # crashed child raises BrokenWorkerError, which fails only this attempt.
             return await trio_parallel.run_sync(
-                handler.fn, arg, kill_on_cancel=True, limiter=self.sup.process_limiter
+                process_target(handler.fn),
+                arg,
+                kill_on_cancel=True,
+                limiter=self.sup.process_limiter,
             )
         return await trio.to_thread.run_sync(
             handler.fn, arg, limiter=self._thread_limiter, abandon_on_cancel=True

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
+import attrs
 import orjson
 import trio
 
@@ -33,6 +34,7 @@ from trioqueue._embedded import default_data_dir, embedded_broker
 from trioqueue._keys import PartitionKeys, control_channel, cron_key, member_key, members_key
 from trioqueue._scripts import ALL as SCRIPTS
 from trioqueue._worker._consumer import Consumer
+from trioqueue._worker._ordered import OrderedQueue
 from trioqueue._worker._outage import OutageTracker, reconnect_delay
 
 __all__ = ["Supervisor"]
@@ -93,6 +95,7 @@ class Supervisor:
             self.settings = {q: self.settings[q] for q in queues}
         self.schedules = [*app.schedules, *config_schedules(app, self.config.schedules)]
         self.consumers: dict[str, Consumer] = {}
+        self.ordered: dict[str, OrderedQueue] = {}
         self.process_limiter = trio.CapacityLimiter(self.worker.processes)
         self.url: str | None = None
         self.stopping = False
@@ -136,6 +139,8 @@ class Supervisor:
             )
             for consumer in self.consumers.values():
                 consumer._signal()
+            for ordered in self.ordered.values():
+                ordered.signal()
 
     def cancel(self) -> None:
         """Stop at once: running jobs are cancelled and stay pending for redelivery."""
@@ -180,6 +185,7 @@ class Supervisor:
     # ----------------------------------------------------------------- internals
 
     async def _startup_checks(self) -> None:
+        await self._resolve_partitions()
         await store_queue_bounds(self.redis, self.prefix, self.settings.values())
         info: Any = await self.redis.info("server")
         uptime = float(info.get("uptime_in_seconds", 1e9))
@@ -207,10 +213,16 @@ class Supervisor:
             if self.handle_signals:
                 loops.start_soon(self._signal_loop)
             async with trio.open_nursery() as consumers:
+                self._consumer_nursery = consumers
                 for name, settings in self.settings.items():
-                    consumer = Consumer(self, settings)
-                    self.consumers[name] = consumer
-                    await consumers.start(consumer.run)
+                    if settings.ordered:
+                        ordered = OrderedQueue(self, settings)
+                        self.ordered[name] = ordered
+                        await consumers.start(ordered.run)
+                    else:
+                        for partition in range(settings.partitions):
+                            await self._start_consumer(settings, partition)
+                loops.start_soon(self._partition_watch)
                 self._started.set()
                 task_status.started()
                 if not self.burst:
@@ -228,6 +240,76 @@ class Supervisor:
             except Exception as exc:
                 log.warning("could not remove heartbeat on shutdown: %s", exc)
         log.info("worker %s stopped", self.member_id)
+
+    async def _start_consumer(self, settings: QueueSettings, partition: int) -> None:
+        # A queue's concurrency is shared by its partitions (split evenly).
+        share = max(1, settings.concurrency // settings.partitions)
+        consumer = Consumer(self, attrs.evolve(settings, concurrency=share), partition)
+        name = settings.name if partition == 0 else f"{settings.name}:{partition}"
+        self.consumers[name] = consumer
+        await self._consumer_nursery.start(consumer.run)
+
+    async def _partition_watch(self) -> None:
+        """Pick up partition increases made while running (``trioqueue partitions``)."""
+        while True:
+            await trio.sleep(max(1.0, self.worker.heartbeat_interval * 2))
+            try:
+                stored = await self._stored_partitions()
+            except Exception as exc:
+                from trioqueue._connection import is_connection_error
+
+                if not is_connection_error(exc):
+                    raise
+                continue
+            for name, count in stored.items():
+                settings = self.settings[name]
+                if count <= settings.partitions:
+                    continue
+                log.warning(
+                    "queue %s: partitions increased from %d to %d; consuming the new ones",
+                    name,
+                    settings.partitions,
+                    count,
+                )
+                old = settings.partitions
+                self.settings[name] = settings = attrs.evolve(settings, partitions=count)
+                await store_queue_bounds(self.redis, self.prefix, [settings])
+                if name in self.ordered:
+                    self.ordered[name].partitions = count
+                    self.ordered[name].wake()
+                elif not self.burst:
+                    for partition in range(old, count):
+                        await self._start_consumer(settings, partition)
+
+    async def _stored_partitions(self) -> dict[str, int]:
+        out = {}
+        for name in self.settings:
+            raw = await self.redis.hget(PartitionKeys(self.prefix, name).meta, "partitions")
+            if raw is not None:
+                out[name] = int(raw)
+        return out
+
+    async def _resolve_partitions(self) -> None:
+        """The partition count stored in Redis is the truth; store ours if none is."""
+        stored = await self._stored_partitions()
+        for name, settings in list(self.settings.items()):
+            count = stored.get(name)
+            if count is None:
+                await self.redis.hsetnx(
+                    PartitionKeys(self.prefix, name).meta, "partitions", settings.partitions
+                )
+                continue
+            if count != settings.partitions:
+                log.warning(
+                    "queue %s: the config says %d partitions but the broker has %d; using %d "
+                    "(change it with `trioqueue partitions CONFIG %s --increase-to N`)",
+                    name,
+                    settings.partitions,
+                    count,
+                    count,
+                    name,
+                )
+                self.settings[name] = attrs.evolve(settings, partitions=count)
 
     async def _signal_loop(self) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -294,6 +376,8 @@ class Supervisor:
             self._beat_sent = trio.current_time()
             try:
                 alive = await self._beat()
+                for ordered in self.ordered.values():
+                    await ordered.renew()
             except Exception as exc:
                 from trioqueue._connection import is_connection_error
 
@@ -411,8 +495,9 @@ class Supervisor:
     async def _scheduler_loop(self) -> None:
         while True:
             wait = SCHEDULER_MAX_SLEEP
-            for name in self.settings:
-                keys = PartitionKeys(self.prefix, name)
+            every = [(n, p) for n, s in list(self.settings.items()) for p in range(s.partitions)]
+            for name, partition in every:
+                keys = PartitionKeys(self.prefix, name, partition)
                 try:
                     moved, next_ms = await self.scripts.promote(
                         keys=[keys.stream, keys.delayed], args=[500]
@@ -437,8 +522,10 @@ class Supervisor:
 async def store_queue_bounds(redis: Redis, prefix: str, settings: Any) -> None:
     """Write each queue's bounds to its meta hash so every producer enforces them."""
     for s in settings:
-        meta = PartitionKeys(prefix, s.name).meta
-        await redis.hset(
-            meta,
-            {"max_length": s.max_length or 0, "max_message_bytes": s.max_message_bytes},
-        )
+        # Every partition's meta hash: the send script reads the one of its hash tag.
+        for partition in range(s.partitions):
+            meta = PartitionKeys(prefix, s.name, partition).meta
+            await redis.hset(
+                meta,
+                {"max_length": s.max_length or 0, "max_message_bytes": s.max_message_bytes},
+            )
