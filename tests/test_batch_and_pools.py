@@ -109,7 +109,7 @@ async def test_process_handler_timeout_kills_child_and_crash_fails_attempt(
 ) -> None:
     """run_in="process": results come back; a timeout kills the work; a crash fails it."""
     app = trioqueue.App("procs")
-    app.handler(queue="p", run_in="process", timeout=1.0, retries=0, backoff=NO_RETRY)(crunch)
+    app.handler(queue="p", run_in="process", timeout=4.0, retries=0, backoff=NO_RETRY)(crunch)
     async with app.connect(config.broker.url or "", prefix=config.broker.prefix) as client:
         ok = await client.send(Crunch(1))
         slow = await client.send(Crunch(2, sleep=30))
