@@ -15,8 +15,10 @@ from trioqueue._cli import ConfigArg, cli, client_for, fail, load, out, run_asyn
 from trioqueue._client import Client
 from trioqueue._config import Config
 from trioqueue._errors import JobCancelled, JobFailed
+from trioqueue._keys import PartitionKeys
 from trioqueue._ops import JobStatus
-from trioqueue._status import collect_status
+from trioqueue._status import collect_status, partition_count
+from trioqueue._worker._supervisor import store_queue_bounds
 
 dlq = typer.Typer(help="Inspect, re-send and purge dead-lettered jobs.", no_args_is_help=True)
 cli.add_typer(dlq, name="dlq")
@@ -41,32 +43,37 @@ def status(
     async def go() -> dict[str, Any]:
         async with client_for(cfg, app) as client:
             queues = list(dict.fromkeys([*app.queues, *cfg.queues]))
-            return await collect_status(client.redis, cfg.broker.prefix, queues)
+            ordered = [q for q, s in app.settings(cfg).items() if s.ordered]
+            return await collect_status(client.redis, cfg.broker.prefix, queues, ordered)
 
     doc = run_async(cfg, go)
     if as_json:
         out.print_json(orjson.dumps(doc).decode())
         return
     table = Table(title="queues")
-    for col in ("queue", "partition", "queued", "in flight", "delayed", "dead", "consumers"):
-        table.add_column(col, justify="right" if col not in ("queue",) else "left")
+    cols = ("queue", "mode", "partition", "queued", "in flight", "delayed", "dead", "owner")
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("queue", "mode", "owner") else "right")
     for name, q in doc["queues"].items():
         for p in q["partitions"]:
             table.add_row(
                 name,
+                q["mode"],
                 str(p["index"]),
                 str(p["queued"]),
                 str(p["pending"]),
                 str(p["delayed"]),
                 str(p["dead"]),
-                str(len(p["consumers"])),
+                p["owner"] or "-",
             )
     out.print(table)
     members = Table(title=f"live members ({len(doc['members'])})")
     members.add_column("member (host:pid:random)")
     members.add_column("queues")
+    members.add_column("owns (ordered queues)")
     for m in doc["members"]:
-        members.add_row(m["id"], ", ".join(m["queues"]))
+        owns = "; ".join(f"{q}: {', '.join(map(str, ps))}" for q, ps in m["partitions"].items())
+        members.add_row(m["id"], ", ".join(m["queues"]), owns or "-")
     out.print(members)
 
 
@@ -158,6 +165,39 @@ def result(
     except trio.TooSlowError:
         fail(f"no result for job {job_id} (yet); use --wait SECONDS to wait for it")
     out.print_json(orjson.dumps(value).decode())
+
+
+@cli.command()
+def partitions(
+    config: ConfigArg,
+    queue: QueueArg,
+    increase_to: Annotated[
+        int, typer.Option("--increase-to", min=1, help="New partition count (only grows).")
+    ],
+) -> None:
+    """Increase a queue's partition count. Workers pick it up while running.
+
+    Keys that now hash to another partition keep their order only for jobs sent
+    after the key's earlier jobs were processed (see docs/how-to/partitions.md).
+    """
+    cfg, app = load(config)
+
+    async def go() -> int:
+        async with client_for(cfg, app) as client:
+            current = await partition_count(
+                client.redis, cfg.broker.prefix, queue, app.queue_settings(queue, cfg).partitions
+            )
+            if increase_to < current:
+                fail(f"queue {queue!r} has {current} partitions; they can only grow")
+            settings = attrs.evolve(app.queue_settings(queue, cfg), partitions=increase_to)
+            await store_queue_bounds(client.redis, cfg.broker.prefix, [settings])
+            await client.redis.hset(
+                PartitionKeys(cfg.broker.prefix, queue).meta, {"partitions": increase_to}
+            )
+            return current
+
+    before = run_async(cfg, go)
+    out.print(f"queue {queue}: {before} → {increase_to} partitions", highlight=False)
 
 
 @dlq.command("list")

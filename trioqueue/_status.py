@@ -1,59 +1,81 @@
-"""A snapshot of the broker's view of an app: queues, backlogs, members."""
+"""A snapshot of the broker's view of an app: queues, partitions, backlogs, members."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
-import coredis.exceptions as cx
 import orjson
 
 from trioqueue._connection import Redis
 from trioqueue._keys import GROUP, PartitionKeys, member_key, members_key
 
 
-async def collect_status(redis: Redis, prefix: str, queues: Iterable[str]) -> dict[str, Any]:
-    """One JSON-ready document: live ``members`` and per-queue partition figures."""
+async def partition_count(redis: Redis, prefix: str, queue: str, default: int = 1) -> int:
+    """The partition count stored in Redis (the truth), else ``default``."""
+    raw = await redis.hget(PartitionKeys(prefix, queue).meta, "partitions")
+    return int(raw) if raw is not None else default
+
+
+async def collect_status(
+    redis: Redis, prefix: str, queues: Iterable[str], ordered: Iterable[str] = ()
+) -> dict[str, Any]:
+    """One JSON-ready document: the live ``members`` (each with the partitions it owns
+    per ordered queue) and per-queue ``partitions`` figures."""
     now: Any = await redis.time()
-    now_ms = int(now.timestamp() * 1000)
+    now_ms = int(now.timestamp()) * 1000
     member_ids: Any = await redis.zrangebyscore(members_key(prefix), now_ms, float("inf"))
-    members = []
+    members: dict[str, dict[str, Any]] = {}
     for raw_id in member_ids or ():
         member = _text(raw_id)
         info = await redis.get(member_key(prefix, member))
         if info is None:
             continue  # expired between the two reads: not live
         doc = orjson.loads(info)
-        members.append({"id": member, "queues": doc.get("queues", []), "partitions": {}})
-    out: dict[str, Any] = {"members": members, "queues": {}}
+        members[member] = {"id": member, "queues": doc.get("queues", []), "partitions": {}}
+    ordered = set(ordered)
+    out: dict[str, Any] = {"members": [], "queues": {}}
     for queue in queues:
-        keys = PartitionKeys(prefix, queue)
-        pending = 0
-        consumers: list[dict[str, Any]] = []
-        try:
-            summary: Any = await redis.xpending(keys.stream, GROUP)
-            pending = int(summary.pending if hasattr(summary, "pending") else summary[0])
-            infos: Any = await redis.xinfo_consumers(keys.stream, GROUP)
-            for c in infos or ():
-                d = {_text(k): v for k, v in c.items()}
-                consumers.append({"name": _text(d["name"]), "pending": int(d.get("pending", 0))})
-        except Exception as exc:  # no group yet: nothing consumed so far
-            # coredis raises NOGROUP as StreamConsumerGroupError, without the code.
-            if "NOGROUP" not in str(exc) and not isinstance(exc, cx.StreamConsumerGroupError):
-                raise
-        backlog = int(await redis.xlen(keys.stream))
-        partition = {
-            "index": 0,
-            "backlog": backlog,
-            "pending": pending,
-            "queued": backlog - pending,
-            "delayed": int(await redis.zcard(keys.delayed)),
-            "dead": int(await redis.xlen(keys.dead)),
-            "owner": None,
-            "consumers": consumers,
+        partitions = []
+        for index in range(await partition_count(redis, prefix, queue)):
+            partitions.append(await _partition(redis, PartitionKeys(prefix, queue, index)))
+        for p in partitions:
+            owner = p["owner"]
+            if owner in members:
+                members[owner]["partitions"].setdefault(queue, []).append(p["index"])
+        out["queues"][queue] = {
+            "mode": "ordered" if queue in ordered else "shared",
+            "partitions": partitions,
         }
-        out["queues"][queue] = {"partitions": [partition], "mode": "shared"}
+    out["members"] = list(members.values())
     return out
+
+
+async def _partition(redis: Redis, keys: PartitionKeys) -> dict[str, Any]:
+    pending = 0
+    consumers: list[dict[str, Any]] = []
+    try:
+        summary: Any = await redis.xpending(keys.stream, GROUP)
+        pending = int(summary.pending if hasattr(summary, "pending") else summary[0])
+        infos: Any = await redis.xinfo_consumers(keys.stream, GROUP)
+        for c in infos or ():
+            d = {_text(k): v for k, v in c.items()}
+            consumers.append({"name": _text(d["name"]), "pending": int(d.get("pending", 0))})
+    except Exception as exc:  # no group yet: nothing consumed so far
+        if "NOGROUP" not in str(exc) and "no such key" not in str(exc).lower():
+            raise
+    backlog = int(await redis.xlen(keys.stream))
+    lease = await redis.get(keys.lease)
+    return {
+        "index": keys.partition,
+        "backlog": backlog,
+        "pending": pending,
+        "queued": backlog - pending,
+        "delayed": int(await redis.zcard(keys.delayed)),
+        "dead": int(await redis.xlen(keys.dead)),
+        "owner": _text(lease).rsplit(":", 1)[0] if lease is not None else None,
+        "consumers": consumers,
+    }
 
 
 def _text(value: Any) -> str:

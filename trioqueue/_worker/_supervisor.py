@@ -387,6 +387,9 @@ class Supervisor:
                 self.outage.failed("heartbeat", exc)
                 continue
             self._beat_sent = None
+            # Ends an outage even when no consumer reads (all busy, or none): until
+            # then peers_trusted() refuses every recovery.
+            self.outage.succeeded()
             now = trio.current_time()
             gap = now - last_ok
             last_ok = now
