@@ -32,13 +32,15 @@ async def run_burst(app: App, cfg: Config, queues: list[str] | None) -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(sup.run)
             backlog = 0
-            for name in sup.settings:
-                keys = PartitionKeys(cfg.broker.prefix, name)
-                backlog += await sup.redis.xlen(keys.stream)
-                backlog += await sup.redis.zcard(keys.delayed)
+            for name, settings in sup.settings.items():
+                for partition in range(settings.partitions):
+                    keys = PartitionKeys(cfg.broker.prefix, name, partition)
+                    backlog += await sup.redis.xlen(keys.stream)
+                    backlog += await sup.redis.zcard(keys.delayed)
             done = progress.tasks[0].completed
             progress.update(task, total=max(backlog + int(done), int(done)))
     stats = [c.stats for c in sup.consumers.values()]
+    stats += [o.consumer.stats for q in sup.ordered.values() for o in q.finished]
     console.print(
         f"drained: {sum(s.succeeded for s in stats)} succeeded, "
         f"{sum(s.retried for s in stats)} retried, {sum(s.dead for s in stats)} dead-lettered"

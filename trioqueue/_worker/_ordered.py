@@ -205,6 +205,7 @@ class OrderedQueue:
         self.sup = sup
         self.settings = settings
         self.owned: dict[int, _Owned] = {}
+        self.finished: list[_Owned] = []  # partitions this worker owned and gave up
         self.partitions = settings.partitions
         self.assignment: dict[int, str] = {}
         self._wake = trio.Event()
@@ -319,7 +320,9 @@ class OrderedQueue:
                 await consumer.run(task_status=task_status)
             finally:
                 lost = scope.cancelled_caught or scope.cancel_called
-                self.owned.pop(partition, None)
+                done = self.owned.pop(partition, None)
+                if done is not None:
+                    self.finished.append(done)
         if not lost:
             with trio.CancelScope(shield=True), trio.move_on_after(5):
                 try:
