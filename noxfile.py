@@ -17,7 +17,7 @@ def tests(session: nox.Session) -> None:
     Also fetches Debian's redis-server (TLS-capable) into .ci/redis/ when apt is
     there, for the TLS and Redis-compatibility tests; without it they skip.
     """
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test,examples]")
     session.run("sh", ".ci/fetch-redis", external=True)
     session.run("pytest", *session.posargs)
 
@@ -25,7 +25,7 @@ def tests(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def fast(session: nox.Session) -> None:
     """Run the tests without the slower fault-injection ones."""
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test,examples]")
     session.run("pytest", "-m", "not fault", *session.posargs)
 
 

@@ -245,6 +245,16 @@ async def test_send_many_chunk_is_all_or_nothing(server: Server, prefix: str, re
     assert await stream_len(redis, prefix, "blobs") == 5
 
 
+async def test_send_many_chunks_are_separate_steps(server: Server, prefix: str, redis: Any) -> None:
+    """Only the chunk that does not fit is refused: earlier chunks of the call stay sent."""
+    app = make_app(max_length=SEND_CHUNK + SEND_CHUNK // 2)
+    async with app.connect(server.url, prefix=prefix) as client:
+        with pytest.raises(trioqueue.QueueFull):
+            await client.send_many(Blob(str(i)) for i in range(SEND_CHUNK * 2))
+    entries = await stream_entries(redis, prefix, "blobs")
+    assert [orjson.loads(e["body"])["data"] for e in entries] == [str(i) for i in range(SEND_CHUNK)]
+
+
 async def test_wrong_key_type_is_a_clear_broker_error(
     server: Server, prefix: str, redis: Any
 ) -> None:

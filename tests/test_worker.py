@@ -366,8 +366,9 @@ async def test_fetcher_never_holds_more_than_capacity(
         await client.send_many(Ping(i) for i in range(50))
     samples: list[int] = []
     async with running(app, make_config(server.url, prefix)) as sup:
-        while done < 50:
-            samples.append(await pending_count(redis, keys))
+        with trio.fail_after(10):
+            while done < 50:
+                samples.append(await pending_count(redis, keys))
         await wait_for(lambda: _eq(xlen(redis, keys.stream), 0))
     assert max_running == 3
     assert sup.consumers["q"].max_seen_in_flight == 3

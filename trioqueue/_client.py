@@ -121,7 +121,7 @@ class Client(ClientBase):
         """
         keys, args = self._send_call(queue, partition, items, unique, due)
         try:
-            res: Any = await self._send(keys=keys, args=args)
+            res: Any = await run_script(self.redis, self._send, keys, args)
         except cx.ResponseError as exc:
             raise (send_error(queue, str(exc)) or classify(exc, self._url)) from None
         except Exception as exc:
@@ -205,6 +205,20 @@ class Client(ClientBase):
             if is_connection_error(exc) or isinstance(exc, cx.RedisError):
                 raise classify(exc, self._url) from None
             raise
+
+
+async def run_script(redis: Redis, script: Any, keys: list[str], args: list[Any]) -> Any:
+    """Run a registered script as calling it would, with less client-side work.
+
+    Calling a coredis ``Script`` wraps the request twice (retry on NOSCRIPT, then a
+    transform), converting every argument three times; for a send of a thousand jobs
+    or an acknowledgement of a few hundred that is a large share of the call's cost.
+    """
+    try:
+        return await redis.evalsha(script.sha, keys=keys, args=args)
+    except cx.NoScriptError:
+        # Not loaded (e.g. the server restarted): nothing ran, so running it is safe.
+        return await script(keys=keys, args=args)
 
 
 def _text(value: Any) -> str:

@@ -1,7 +1,4 @@
-"""Print how many rows the database holds, and in how many batches they were saved.
-
-    python count.py
-"""
+"""``python count.py``: how many rows ``rows.db`` holds, and how many batches saved them."""
 
 from __future__ import annotations
 

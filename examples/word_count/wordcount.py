@@ -29,9 +29,10 @@ CONFIG_FILE = Path(__file__).resolve().parent / "config.toml"
 @asynccontextmanager
 async def connect(config: trioqueue.Config) -> AsyncIterator[trioqueue.Client]:
     """A client on the configured ``broker.url``, else on the embedded broker."""
-    async with _broker_url(config) as url, app.connect(
-        url, prefix=config.broker.prefix, config=config
-    ) as client:
+    async with (
+        _broker_url(config) as url,
+        app.connect(url, prefix=config.broker.prefix, config=config) as client,
+    ):
         yield client
 
 

@@ -120,7 +120,8 @@ class Workers:
         return wp
 
     async def stop_all(self, timeout: float = 15.0) -> dict[str, int | None]:
-        """SIGTERM every live worker (graceful drain); return exit codes by member."""
+        """SIGTERM every live worker (graceful drain); return the exit code of every
+        process not killed on purpose, by member (a crashed one shows its code)."""
         live = [wp for wp in self.slots.values() if wp.alive()]
         for wp in live:
             os.kill(wp.proc.pid, signal.SIGCONT)
@@ -128,7 +129,7 @@ class Workers:
         with trio.move_on_after(timeout):
             while any(wp.alive() for wp in live):
                 await trio.sleep(0.05)
-        return {wp.member: wp.proc.poll() for wp in live}
+        return {wp.member: wp.proc.poll() for wp in self.every if not wp.killed}
 
     def cleanup(self) -> None:
         for wp in self.every:
@@ -136,6 +137,17 @@ class Workers:
                 os.kill(wp.proc.pid, signal.SIGCONT)
                 os.kill(wp.proc.pid, signal.SIGKILL)
             wp.proc.wait()
+
+    def started(self, member: str, kinds: dict[str, str], kind: str) -> list[str]:
+        """Jobs of ``kind`` that ``member`` started and has not finished."""
+        running: dict[str, bool] = {}
+        for e in load(self.history):
+            if e.get("member") == member and kinds.get(e.get("job", "")) == kind:
+                if e["ev"] == "start":
+                    running[e["job"]] = True
+                elif e["ev"] == "finish":
+                    running.pop(e["job"], None)
+        return sorted(running)
 
     def stderr_of_all(self) -> str:
         return "\n".join(wp.stderr() for wp in self.every)

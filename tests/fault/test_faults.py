@@ -60,15 +60,20 @@ async def test_sigkill_worker_jobs_are_reclaimed(
 async def test_sigstop_past_ttl_is_fenced_and_rejoins(
     server: Server, prefix: str, workers: Callable[..., Workers]
 ) -> None:
-    # Long jobs, so the paused worker surely holds some when it stops.
-    w = workers(server, prefix, min_ms=150, max_ms=400)
+    # Jobs of 150-400 ms, and every 25th runs 4 s: when the worker stops, it holds short
+    # jobs (done on waking, their acks fenced) and a long one (still running on waking:
+    # its renewal finds it taken over and cancels it).
+    w = workers(server, prefix, min_ms=150, max_ms=400, long_ms=4000)
     a = await w.start("a")
     await w.start("b")
     producer = Producer(server.url, prefix, w.history)
     nemesis = Nemesis(server, prefix, w)
+    kinds = {f"j{i:06d}": "long" if i % 25 == 5 else "ok" for i in range(300)}
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(producer.run, 300, 60.0)
+        nursery.start_soon(producer.run, 300, 60.0, lambda i: kinds[f"j{i:06d}"])
+        await wait_for(lambda: w.started(a.member, kinds, "long"), timeout=15)
         await nemesis.wait_held("a", 3)
+        (long_job,) = w.started(a.member, kinds, "long")
         await nemesis.sigstop("a", duration=2.5)
         resumed = now_ns()
         await wait_for(lambda: "refused: another member owns it now" in a.stderr(), timeout=10)
@@ -79,9 +84,24 @@ async def test_sigstop_past_ttl_is_fenced_and_rejoins(
     report, codes = await finish("sigstop", server, prefix, w)
     assert_sound(report)
     assert report.fenced >= 1
-    assert "heartbeat lapsed" in a.stderr()
-    assert "Traceback" not in a.stderr()
+    log = a.stderr()
+    assert "heartbeat lapsed" in log
+    assert f"renewal of entry {entry_of(w, long_job, a.member)} refused" in log
+    assert any(
+        e["ev"] == "finish" and e["job"] == long_job and e["outcome"] == "cancelled"
+        for e in load(w.history)
+        if e.get("member") == a.member
+    )
+    assert "Traceback" not in log
     assert all(code == 0 for code in codes.values()), codes
+
+
+def entry_of(workers: Workers, job: str, member: str) -> str:
+    return next(
+        e["entry"]
+        for e in load(workers.history)
+        if e["ev"] == "start" and e["job"] == job and e["member"] == member
+    )
 
 
 async def test_server_kill_and_restart(
@@ -97,7 +117,7 @@ async def test_server_kill_and_restart(
         nursery.start_soon(producer.run, 600, 100.0)
         await trio.sleep(2.0)
         await nemesis.wait_held("a", 1)
-        await nemesis.server_restart(down=1.5)
+        await nemesis.server_restart(down=2.0)
         await drain(server, prefix, producer, timeout=30)
     report, codes = await finish("server kill -9", server, prefix, w)
     assert_sound(report)
@@ -207,9 +227,9 @@ async def test_chaos(private_server: Server, prefix: str, workers: Callable[...,
             if fault == "sigkill":
                 await nemesis.sigkill(slot, restart_after=rng.uniform(0.5, 1.0))
             elif fault == "sigstop":
-                await nemesis.sigstop(slot, duration=2.0)
+                await nemesis.sigstop(slot, duration=2.5)
             elif fault == "server":
-                await nemesis.server_restart(down=1.0)
+                await nemesis.server_restart(down=2.0)
             elif fault == "client-kill":
                 await nemesis.client_kill()
             else:

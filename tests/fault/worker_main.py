@@ -11,6 +11,7 @@ Jobs are ``Work`` messages; their ``kind`` steers the handler:
   itself keeps a trace of every applied acknowledgement);
 - ``flaky``: fails its first attempt, then behaves like ``ok``;
 - ``fail``: fails every attempt (ends in the dead-letter stream);
+- ``long``: like ``ok`` but runs ``--long-ms`` (longer than the heartbeat TTL);
 - ``poison``: SIGKILLs its own worker process every time it runs.
 """
 
@@ -47,7 +48,9 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def make_app(rec: Recorder, jobs: dict[str, str], min_ms: float, max_ms: float) -> trioqueue.App:
+def make_app(
+    rec: Recorder, jobs: dict[str, str], min_ms: float, max_ms: float, long_ms: float = 4000
+) -> trioqueue.App:
     app = trioqueue.App("fault")
 
     @app.handler(queue=QUEUE)
@@ -65,7 +68,8 @@ def make_app(rec: Recorder, jobs: dict[str, str], min_ms: float, max_ms: float) 
         if msg.kind == "poison":
             os.kill(os.getpid(), signal.SIGKILL)
         try:
-            await trio.sleep(random.uniform(min_ms, max_ms) / 1000)
+            ms = long_ms if msg.kind == "long" else random.uniform(min_ms, max_ms)
+            await trio.sleep(ms / 1000)
             if msg.kind == "fail" or (msg.kind == "flaky" and job.attempt == 1):
                 raise RuntimeError(f"{msg.kind} job {msg.n} fails attempt {job.attempt}")
         except trio.Cancelled:
@@ -219,8 +223,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--min-ms", type=float, default=5)
     p.add_argument("--max-ms", type=float, default=20)
-    p.add_argument("--heartbeat-interval", type=float, default=0.2)
-    p.add_argument("--heartbeat-ttl", type=float, default=1.0)
+    p.add_argument("--long-ms", type=float, default=4000)
+    # TTL six intervals: a loaded 2-core host must not make a live worker look dead.
+    p.add_argument("--heartbeat-interval", type=float, default=0.25)
+    p.add_argument("--heartbeat-ttl", type=float, default=1.5)
     p.add_argument("--block", type=float, default=0.2)
     p.add_argument("--visibility-timeout", type=float, default=3.0)
     p.add_argument("--max-deliveries", type=int, default=5)
@@ -263,7 +269,7 @@ async def main(a: argparse.Namespace) -> None:
     rec = Recorder(a.history, f"worker-{os.getpid()}")
     # Entry id -> job id of jobs seen here, so settlements can be recorded by job id.
     jobs: dict[str, str] = {}
-    app = make_app(rec, jobs, a.min_ms, a.max_ms)
+    app = make_app(rec, jobs, a.min_ms, a.max_ms, a.long_ms)
     sup = recording_supervisor(rec, jobs)(app, make_config(a), handle_signals=True)
     async with trio.open_nursery() as nursery:
         await nursery.start(sup.run)

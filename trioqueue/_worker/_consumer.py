@@ -23,6 +23,7 @@ import trio
 import trio_parallel
 
 from trioqueue._app import Handler
+from trioqueue._client import run_script
 from trioqueue._config import QueueSettings
 from trioqueue._context import JobContext, _current
 from trioqueue._converter import describe_structure_error
@@ -789,20 +790,6 @@ class Consumer:
 def outcome_doc(state: str, **fields: Any) -> bytes:
     """The JSON document stored under a job's result key when it settles."""
     return orjson.dumps({"state": state, "finished": int(time.time() * 1000), **fields})
-
-
-async def run_script(redis: Any, script: Any, keys: list[str], args: list[Any]) -> Any:
-    """Run a registered script as calling it would, with less client-side work.
-
-    Calling a coredis ``Script`` wraps the request twice (retry on NOSCRIPT, then a
-    transform), converting every argument three times; for an acknowledgement of a
-    few hundred jobs that is a large share of the worker's time per batch.
-    """
-    try:
-        return await redis.evalsha(script.sha, keys=keys, args=args)
-    except cx.NoScriptError:
-        # Not loaded (e.g. the server restarted): nothing ran, so running it is safe.
-        return await script(keys=keys, args=args)
 
 
 def _text(value: Any) -> str:
