@@ -302,7 +302,7 @@ class App:
         self,
         url: str,
         *,
-        prefix: str = "tq",
+        prefix: str | None = None,
         config: Config | None = None,
         connect_timeout: float = 5.0,
         socket_timeout: float = 30.0,
@@ -315,7 +315,7 @@ class App:
         """
         from trioqueue._sync_client import SyncClient
 
-        check_prefix(prefix)
+        prefix = check_prefix(prefix or (config.broker.prefix if config else "tq"))
         return SyncClient(
             self,
             url,
@@ -330,7 +330,7 @@ class App:
         self,
         url: str,
         *,
-        prefix: str = "tq",
+        prefix: str | None = None,
         config: Config | None = None,
         connect_timeout: float = 5.0,
         socket_timeout: float = 30.0,
@@ -344,7 +344,7 @@ class App:
         """
         from trioqueue._client import open_client
 
-        check_prefix(prefix)
+        prefix = check_prefix(prefix or (config.broker.prefix if config else "tq"))
         return open_client(
             self,
             url,

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
+import attrs
 import orjson
 import trio
 import typer
@@ -120,6 +121,23 @@ def run_async(cfg: Config, fn: Callable[[], Awaitable[T]]) -> T:
         fail(redact(str(exc), cfg.broker.url))
     except KeyboardInterrupt:
         fail("interrupted", 130)
+    except BaseExceptionGroup as group:
+        # Errors from inside a nursery arrive wrapped; show ours as one line too.
+        inner = _sole(group)
+        if isinstance(inner, TrioqueueError):
+            fail(redact(str(inner), cfg.broker.url))
+        if isinstance(inner, KeyboardInterrupt):
+            fail("interrupted", 130)
+        raise
+
+
+def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        if len(exc.exceptions) != 1:
+            return None
+        exc = exc.exceptions[0]
+    return exc
 
 
 def setup_logging(level: str) -> None:
@@ -228,7 +246,19 @@ def check(config: ConfigArg) -> None:
         from trioqueue._worker._supervisor import store_queue_bounds
 
         async with client_for(cfg, app) as client:
-            await store_queue_bounds(client.redis, cfg.broker.prefix, app.settings(cfg).values())
+            from trioqueue._status import partition_count
+
+            # Bounds go to every partition that exists: the stored count is the truth.
+            settings = [
+                attrs.evolve(
+                    s,
+                    partitions=await partition_count(
+                        client.redis, cfg.broker.prefix, s.name, s.partitions
+                    ),
+                )
+                for s in app.settings(cfg).values()
+            ]
+            await store_queue_bounds(client.redis, cfg.broker.prefix, settings)
 
     run_async(cfg, go)
     table = Table(title=f"app {app.name} — broker {where} — prefix {cfg.broker.prefix}")

@@ -39,6 +39,8 @@ async def run_burst(app: App, cfg: Config, queues: list[str] | None) -> None:
                     backlog += await sup.redis.zcard(keys.delayed)
             done = progress.tasks[0].completed
             progress.update(task, total=max(backlog + int(done), int(done)))
+        # The backlog was counted while jobs were already finishing: show the truth.
+        progress.update(task, total=progress.tasks[0].completed)
     stats = [c.stats for c in sup.consumers.values()]
     stats += [o.consumer.stats for q in sup.ordered.values() for o in q.finished]
     console.print(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager, suppress
+from typing import Any, TypeVar
 
+import attrs
 import coredis.exceptions as cx
 import trio
 
@@ -19,6 +20,10 @@ from trioqueue._ops import ClientBase, Item, Job, JobStatus, due_ms, partition_f
 from trioqueue._scripts import CANCEL, DLQ_RETRY, FIND, SEND
 
 __all__ = ["Client", "Job"]
+
+T = TypeVar("T")
+# A waiting client renews its "someone waits" marker this often (see Client.result).
+WAIT_KEY_MS = 15_000
 
 
 class Client(ClientBase):
@@ -138,51 +143,80 @@ class Client(ClientBase):
         With a bare job id (and ``queue``), a waiting job is found by scanning the
         queue, which is slower on long queues than passing the ``Job``.
         """
-        keys, args = self._cancel_call(self._job(job, queue))
+        j = await self._locate(job, queue)
+        keys, args = self._cancel_call(j)
         return _text(await self._call(self._cancel, keys, args))
 
     async def result(
         self, job: Job | str, *, queue: str | None = None, timeout: float = 30.0
     ) -> Any:
         """Wait for a job's result and return it, structured into the handler's return
-        type when the job's type is known to this App.
+        type when the job's type is known to this App. ``timeout`` may be ``math.inf``.
 
         Raises ``JobFailed`` if it was dead-lettered, ``JobCancelled`` if cancelled,
-        ``trio.TooSlowError`` after ``timeout`` seconds. Only handlers whose return
-        annotation is not ``None`` store a result (kept ``result_ttl`` seconds).
+        ``trio.TooSlowError`` after ``timeout`` seconds. Outcomes are kept for the
+        queue's ``result_ttl`` (0 keeps none, and then this can only time out).
         """
-        j = self._job(job, queue)
+        j = await self._locate(job, queue)
         keys = PartitionKeys(self.prefix, j.queue, j.partition)
         deadline = trio.current_time() + timeout
-        # Tell the settling script someone waits, then read: a result stored between
-        # the two is seen by the read; one stored after it pushes a wake-up.
-        await self.redis.set(keys.result_wait(j.id), b"1", px=int(timeout * 1000) + 1000)
         try:
             while True:
-                doc = await self.redis.get(keys.result(j.id))
+                # Tell the settling script someone waits, then read: a result stored
+                # between the two is seen by the read; one stored after it pushes a
+                # wake-up. Refreshed each round, so a long wait never loses it.
+                await self._io(self.redis.set(keys.result_wait(j.id), b"1", px=WAIT_KEY_MS))
+                doc = await self._io(self.redis.get(keys.result(j.id)))
                 if doc is not None:
                     return self._outcome(j, doc)
                 remaining = deadline - trio.current_time()
                 if remaining <= 0:
                     raise trio.TooSlowError(f"no result for job {j.id} within {timeout}s")
-                await self.redis.blpop([keys.result_done(j.id)], timeout=min(remaining, 5.0))
+                await self._io(
+                    self.redis.blpop([keys.result_done(j.id)], timeout=min(remaining, 5.0))
+                )
         finally:
-            with trio.CancelScope(shield=True):
+            # Best effort: both keys expire by themselves.
+            with trio.CancelScope(shield=True), trio.move_on_after(5), suppress(Exception):
                 await self.redis.delete([keys.result_wait(j.id), keys.result_done(j.id)])
 
     async def status(self, job: Job | str, *, queue: str | None = None) -> JobStatus:
         """The job's current state, attempts, timestamps and last error."""
-        j = self._job(job, queue)
-        doc = await self.redis.get(PartitionKeys(self.prefix, j.queue, j.partition).result(j.id))
+        j = await self._locate(job, queue)
+        return await self._status_in(j)
+
+    async def _status_in(self, j: Job) -> JobStatus:
+        keys = PartitionKeys(self.prefix, j.queue, j.partition)
+        doc = await self._io(self.redis.get(keys.result(j.id)))
         found = None
         if doc is None:
-            keys, args = self._find_call(j)
-            found = await self._call(self._find, keys, args)
+            call_keys, args = self._find_call(j)
+            found = await self._call(self._find, call_keys, args)
         return self._status(j, doc, found)
 
+    async def _locate(self, job: Job | str, queue: str | None) -> Job:
+        """A ``Job`` for ``job``; for a bare id on a partitioned queue, the partition
+        that knows it (the id's own hash partition when none does yet)."""
+        j = self._job(job, queue)
+        if isinstance(job, Job):
+            return j
+        n = await self.partitions(j.queue)
+        if n == 1:
+            return j
+        home = partition_for(j.id, n)
+        for p in [home, *(p for p in range(n) if p != home)]:
+            candidate = attrs.evolve(j, partition=p)
+            if (await self._status_in(candidate)).state != "unknown":
+                return candidate
+        return attrs.evolve(j, partition=home)
+
     async def dead_letters(self, queue: str, *, count: int = 100) -> list[DeadLetter]:
-        """The oldest ``count`` entries of ``queue``'s dead-letter stream."""
-        return await list_dead(self.redis, PartitionKeys(self.prefix, queue), count)
+        """The oldest ``count`` dead letters of ``queue`` (of each of its partitions)."""
+        out: list[DeadLetter] = []
+        for p in range(await self.partitions(queue)):
+            keys = PartitionKeys(self.prefix, queue, p)
+            out += await self._io(list_dead(self.redis, keys, count))
+        return out
 
     async def retry_dead_letters(
         self, queue: str, ids: Sequence[str] | None = None
@@ -191,12 +225,29 @@ class Client(ClientBase):
 
         Returns (re-sent, skipped); skipped entries are not job envelopes and stay.
         """
-        keys = PartitionKeys(self.prefix, queue)
-        return await retry_dead(self.redis, self._dlq_retry, keys, ids)
+        resent = skipped = 0
+        for p in range(await self.partitions(queue)):
+            keys = PartitionKeys(self.prefix, queue, p)
+            r, s = await self._io(retry_dead(self.redis, self._dlq_retry, keys, ids))
+            resent, skipped = resent + r, skipped + s
+        return resent, skipped
 
     async def purge_dead_letters(self, queue: str, ids: Sequence[str] | None = None) -> int:
         """Delete dead letters (``ids``, or all); returns how many were deleted."""
-        return await purge_dead(self.redis, PartitionKeys(self.prefix, queue), ids)
+        deleted = 0
+        for p in range(await self.partitions(queue)):
+            keys = PartitionKeys(self.prefix, queue, p)
+            deleted += await self._io(purge_dead(self.redis, keys, ids))
+        return deleted
+
+    async def _io(self, awaitable: Awaitable[T]) -> T:
+        """Await a broker call, turning client errors into ``BrokerError``s."""
+        try:
+            return await awaitable
+        except Exception as exc:
+            if is_connection_error(exc) or isinstance(exc, cx.RedisError):
+                raise classify(exc, self._url) from None
+            raise
 
     async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         try:

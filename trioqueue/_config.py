@@ -367,6 +367,12 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Config:
     env_url = os.environ.get(URL_ENV)
     if env_url:
         cfg = attrs.evolve(cfg, broker=attrs.evolve(cfg.broker, url=env_url))
+    ca = cfg.broker.tls_ca_file
+    if ca is not None and source is not None and not Path(ca).is_absolute():
+        # Relative paths in a config file are relative to that file, like data_dir.
+        cfg = attrs.evolve(
+            cfg, broker=attrs.evolve(cfg.broker, tls_ca_file=str(source.parent / ca))
+        )
     return attrs.evolve(cfg, source=source)
 
 

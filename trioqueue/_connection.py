@@ -71,8 +71,14 @@ def is_connection_error(exc: BaseException) -> bool:
         return True
     if isinstance(exc, cx.ResponseError):
         msg = str(exc)
-        # The server is restarting, loading, or refusing writes for a moment.
-        return msg.startswith(("LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"))
+        # The server is restarting, loading, out of memory, busy with a script or
+        # refusing writes for a moment: ride it out like a lost connection.
+        return (
+            msg.startswith(
+                ("LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "OOM", "BUSY", "READONLY")
+            )
+            or "OOM command not allowed" in msg
+        )
     return isinstance(exc, BaseExceptionGroup) and all(
         is_connection_error(e) for e in exc.exceptions
     )
@@ -86,6 +92,11 @@ def classify(exc: BaseException, url: str | None) -> BrokerError:
         isinstance(exc, cx.ResponseError) and str(exc).startswith(("NOAUTH", "WRONGPASS", "NOPERM"))
     ):
         return BrokerAuthError(f"broker {where} rejected the credentials: {detail}")
+    if "OOM command not allowed" in str(exc):
+        return BrokerError(
+            f"broker {where} is out of memory (maxmemory reached), the command was refused: "
+            f"{detail}"
+        )
     if is_connection_error(exc):
         return BrokerUnavailable(f"cannot reach broker {where}: {detail}")
     return BrokerError(f"broker {where} error: {detail}")
@@ -112,9 +123,10 @@ def make_client(
         "retry_policy": NoRetryPolicy(),
         "client_name": client_name,
     }
-    if url.startswith("rediss://") and tls_ca_file:
-        ctx = ssl.create_default_context(cafile=tls_ca_file)
-        kwargs["ssl_context"] = ctx
+    if url.startswith("rediss://"):
+        # Verify the certificate *and* the host name (the client library's own
+        # default checks only the former); a private CA comes from tls_ca_file.
+        kwargs["ssl_context"] = ssl.create_default_context(cafile=tls_ca_file)
     try:
         return coredis.Redis.from_url(url, **kwargs)
     except (ValueError, TypeError) as exc:

@@ -32,6 +32,7 @@ class DeadLetter:
     failed_at: dt.datetime | None
     traceback: str = ""
     fields: Mapping[str, str] = attrs.field(factory=dict, repr=False)
+    partition: int = 0
 
     @classmethod
     def from_entry(cls, entry_id: str, raw: Mapping[Any, Any]) -> DeadLetter:
@@ -62,23 +63,42 @@ class DeadLetter:
 
 async def list_dead(redis: Redis, keys: PartitionKeys, count: int) -> list[DeadLetter]:
     entries: Any = await redis.xrange(keys.dead, count=count)
-    return [DeadLetter.from_entry(_text(e.identifier), e.field_values) for e in entries or ()]
+    return [
+        attrs.evolve(
+            DeadLetter.from_entry(_text(e.identifier), e.field_values), partition=keys.partition
+        )
+        for e in entries or ()
+    ]
 
 
 async def retry_dead(
     redis: Redis, script: Any, keys: PartitionKeys, ids: Sequence[str] | None
 ) -> tuple[int, int]:
-    """Re-send dead letters (all when ``ids`` is None); return (re-sent, skipped)."""
+    """Re-send dead letters (all when ``ids`` is None); return (re-sent, skipped).
+
+    "All" means the ones there when it starts: a re-sent job that fails again and
+    comes back is not re-sent a second time in the same call.
+    """
     if ids is not None:
-        resent, skipped = await script(keys=[keys.stream, keys.dead], args=[0, *ids])
+        if not ids:
+            return 0, 0
+        resent, skipped, _ = await script(keys=[keys.stream, keys.dead], args=[0, *ids])
         return int(resent), int(skipped)
+    newest: Any = await redis.xrevrange(keys.dead, count=1)
+    if not newest:
+        return 0, 0
+    end = _text(newest[0].identifier)
     total_resent = total_skipped = 0
+    start = "-"
     while True:
-        resent, skipped = await script(keys=[keys.stream, keys.dead], args=[PAGE, ""])
+        resent, skipped, last = await script(
+            keys=[keys.stream, keys.dead], args=[PAGE, "", start, end]
+        )
         total_resent += int(resent)
         total_skipped += int(skipped)
-        if int(resent) == 0:
+        if not last or _text(last) == end:
             return total_resent, total_skipped
+        start = f"({_text(last)}"
 
 
 async def purge_dead(redis: Redis, keys: PartitionKeys, ids: Sequence[str] | None) -> int:

@@ -8,6 +8,7 @@ one for its own duration: the append-only file in the data directory keeps the j
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import logging
 import os
@@ -16,6 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -88,7 +90,9 @@ async def _wait_ready(url: str, proc: trio.Process | None, timeout: float) -> No
 @asynccontextmanager
 async def embedded_broker(data_dir: Path, *, appendfsync: str = "everysec") -> AsyncIterator[str]:
     """Yield the URL of the embedded broker in ``data_dir``, starting it if needed."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    # Job bodies live in this directory: readable by this user only.
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    data_dir.chmod(0o700)
     url_file = data_dir / "broker.url"
     fd = await trio.to_thread.run_sync(_try_lock, data_dir / "broker.lock")
     if fd is None:
@@ -105,27 +109,39 @@ async def embedded_broker(data_dir: Path, *, appendfsync: str = "everysec") -> A
     try:
         url_file.unlink(missing_ok=True)
         binary = find_server_binary()
-        sock = data_dir.resolve() / "valkey.sock"
-        args = [
-            binary,
-            "--dir", str(data_dir.resolve()),
-            "--appendonly", "yes",
-            "--appendfsync", appendfsync,
-            "--save", "",
-            "--daemonize", "no",
-            "--logfile", str(data_dir.resolve() / "valkey.log"),
-            "--protected-mode", "yes",
-        ]  # fmt: skip
+        root = data_dir.resolve()
+        sock = root / "valkey.sock"
+        await _stop_stale(root)
+        conf = {
+            "dir": str(root),
+            "appendonly": "yes",
+            "appendfsync": appendfsync,
+            "save": '""',
+            "daemonize": "no",
+            "logfile": str(root / "valkey.log"),
+            "pidfile": str(root / "valkey.pid"),
+            "protected-mode": "yes",
+        }
         if len(str(sock)) <= MAX_SOCKET_PATH:
-            args += ["--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700"]
+            conf.update(port="0", unixsocket=str(sock), unixsocketperm="700")
             url = f"unix://{sock}"
         else:
+            # The password goes in the 0600 config file, not on the command line
+            # where every local user could read it.
             password = secrets.token_urlsafe(24)
             port = _free_port()
-            args += ["--bind", "127.0.0.1", "--port", str(port), "--requirepass", password]
+            conf.update(bind="127.0.0.1", port=str(port), requirepass=password)
             url = f"redis://:{password}@127.0.0.1:{port}/0"
+        conf_file = root / "valkey.conf"
+        conf_file.touch(mode=0o600)
+        conf_file.chmod(0o600)
+        conf_file.write_text("".join(f"{k} {v}\n" for k, v in conf.items()))
         proc = await trio.lowlevel.open_process(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [binary, str(conf_file)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_child_setup,
         )
         try:
             await _wait_ready(url, proc, START_TIMEOUT)
@@ -139,6 +155,36 @@ async def embedded_broker(data_dir: Path, *, appendfsync: str = "everysec") -> A
                 await _stop(proc)
     finally:
         os.close(fd)
+
+
+def _child_setup() -> None:
+    """In the server's process before exec: private files, and die with its parent."""
+    os.umask(0o077)
+    if sys.platform == "linux":
+        # PR_SET_PDEATHSIG: if the supervisor is SIGKILLed, the server gets SIGTERM
+        # instead of living on beside the next supervisor's server.
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)
+
+
+async def _stop_stale(root: Path) -> None:
+    """Stop a server left running by a previous owner of this data directory."""
+    pidfile = root / "valkey.pid"
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return  # gone (or not Linux): nothing to stop
+    if b"valkey.conf" not in cmdline or str(root).encode() not in cmdline:
+        return  # the pid was reused by an unrelated process
+    log.warning("stopping a broker left running by a previous worker (pid %d)", pid)
+    os.kill(pid, signal.SIGTERM)
+    with trio.move_on_after(STOP_TIMEOUT):
+        while Path(f"/proc/{pid}").exists():
+            await trio.sleep(0.05)
 
 
 async def _stop(proc: trio.Process) -> None:

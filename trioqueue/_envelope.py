@@ -26,8 +26,12 @@ F_KEY = "key"
 
 
 def new_job_id() -> str:
-    """A random job id: 96 bits, URL-safe, 16 characters."""
-    return secrets.token_urlsafe(12)
+    """A random job id: 96 bits, URL-safe, 16 characters, never starting with ``-``
+    (so it cannot be mistaken for an option on a command line)."""
+    while True:
+        job_id = secrets.token_urlsafe(12)
+        if not job_id.startswith("-"):
+            return job_id
 
 
 class EnvelopeError(ValueError):

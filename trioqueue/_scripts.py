@@ -425,15 +425,17 @@ return {kind, where, what, pending or {}}
 )
 
 # KEYS: stream, dead
-# ARGV: count, then dead-letter entry ids ('' alone = the oldest `count` entries)
+# ARGV: count, then either dead-letter entry ids, or '' followed by a range (start, end)
+#       to take the next `count` entries of
 # Re-sends dead-lettered jobs as fresh jobs (attempt 1) and removes them from the
-# dead-letter stream, in one step. Returns {re-sent, skipped (no job envelope)}.
+# dead-letter stream, in one step. Returns {re-sent, skipped (no job envelope), id of
+# the last entry looked at ('' if none)}.
 DLQ_RETRY = (
     "#!lua\n"
     + """
 local entries = {}
 if ARGV[2] == '' then
-  entries = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', tonumber(ARGV[1]))
+  entries = redis.call('XRANGE', KEYS[2], ARGV[3], ARGV[4], 'COUNT', tonumber(ARGV[1]))
 else
   for i = 2, #ARGV do
     local r = redis.call('XRANGE', KEYS[2], ARGV[i], ARGV[i])
@@ -458,7 +460,9 @@ for _, e in ipairs(entries) do
     skipped = skipped + 1
   end
 end
-return {resent, skipped}
+local last = ''
+if #entries > 0 then last = entries[#entries][1] end
+return {resent, skipped, last}
 """
 )
 
@@ -480,7 +484,8 @@ return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2]) + 1
 # hands yields a larger fencing token.
 
 # KEYS: lease, epoch; ARGV: member, ttl_ms. Returns the new token, or false if taken.
-LEASE_ACQUIRE = """#!lua
+# (allow-oom: a full broker must still get owners for its partitions to be drained.)
+LEASE_ACQUIRE = """#!lua flags=allow-oom
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
 local token = ARGV[1] .. ':' .. redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], token, 'PX', tonumber(ARGV[2]))
@@ -505,7 +510,7 @@ return 1
 # Reads new entries only while the caller holds the lease, so a paused owner that
 # wakes up after losing it cannot take (and reorder) work. Returns {entries, ''} or,
 # when there is nothing new, {{}, id of the newest entry or '0-0'} to block on.
-ORDERED_FETCH = """#!lua
+ORDERED_FETCH = """#!lua flags=allow-oom
 if redis.call('GET', KEYS[2]) ~= ARGV[3] then return redis.error_reply('FENCED lease lost') end
 local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', tonumber(ARGV[4]),
                      'STREAMS', KEYS[1], '>')
@@ -513,6 +518,39 @@ if r and r[1] and #r[1][2] > 0 then return {r[1][2], ''} end
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 if last[1] then return {{}, last[1][1]} end
 return {{}, '0-0'}
+"""
+
+# ---------------------------------------------------------------- membership
+# Heartbeats must go through when the server is out of memory (they are tiny), or a
+# full broker would make every worker look dead and nothing could drain it.
+
+# KEYS: member key; ARGV: info, ttl_ms. Returns 1 if the previous heartbeat was still
+# alive, 0 if it had expired (peers may have taken our jobs).
+HEARTBEAT = """#!lua flags=allow-oom
+local alive = redis.call('EXISTS', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
+return alive
+"""
+
+# KEYS: members sorted set; ARGV: member, ttl_ms, forget_after_ms. Scores are the
+# server time each member's heartbeat expires; long-dead members are pruned.
+MEMBERS_TOUCH = """#!lua flags=allow-oom
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]))
+return now
+"""
+
+# KEYS: stream; ARGV: group. Creates the consumer group (and the stream) unless it
+# exists; allow-oom because XGROUP CREATE is refused on a full server, which could then
+# never be drained. Every entry in a stream is unprocessed work (acknowledged entries
+# are deleted), so a group starts at 0, not $.
+ENSURE_GROUP = """#!lua flags=allow-oom
+local ok, err = pcall(redis.call, 'XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
+if ok then return 1 end
+if string.find(tostring(err), 'BUSYGROUP', 1, true) then return 0 end
+return redis.error_reply(tostring(err))
 """
 
 # Returns the server's TIME as {seconds, microseconds}. (A script rather than the TIME
@@ -533,6 +571,9 @@ ALL = {
     "cancel": CANCEL,
     "find": FIND,
     "server_time": SERVER_TIME,
+    "ensure_group": ENSURE_GROUP,
+    "heartbeat": HEARTBEAT,
+    "members_touch": MEMBERS_TOUCH,
     "lease_acquire": LEASE_ACQUIRE,
     "lease_renew": LEASE_RENEW,
     "lease_release": LEASE_RELEASE,

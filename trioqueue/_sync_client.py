@@ -8,9 +8,11 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
 from types import TracebackType
 from typing import Any
 
+import attrs
 import redis as redis_py
 import redis.exceptions as rx
 
@@ -23,6 +25,8 @@ from trioqueue._ops import ClientBase, Item, Job, JobStatus, due_ms, partition_f
 from trioqueue._scripts import CANCEL, FIND, SEND
 
 __all__ = ["SyncClient"]
+
+WAIT_KEY_MS = 15_000
 
 
 class SyncClient(ClientBase):
@@ -140,7 +144,7 @@ class SyncClient(ClientBase):
 
     def cancel(self, job: Job | str, *, queue: str | None = None) -> str:
         """Cancel a job; see ``Client.cancel``."""
-        keys, args = self._cancel_call(self._job(job, queue))
+        keys, args = self._cancel_call(self._locate(job, queue))
         res = self._io(lambda: self._cancel(keys=keys, args=args))
         return res.decode() if isinstance(res, bytes) else str(res)
 
@@ -149,13 +153,13 @@ class SyncClient(ClientBase):
 
         Raises ``TimeoutError`` when no result came in time.
         """
-        j = self._job(job, queue)
+        j = self._locate(job, queue)
         keys = PartitionKeys(self.prefix, j.queue, j.partition)
         deadline = time.monotonic() + timeout
         wait_key, done_key = keys.result_wait(j.id), keys.result_done(j.id)
-        self._io(lambda: self.redis.set(wait_key, b"1", px=int(timeout * 1000) + 1000))
         try:
             while True:
+                self._io(lambda: self.redis.set(wait_key, b"1", px=WAIT_KEY_MS))
                 doc = self._io(lambda: self.redis.get(keys.result(j.id)))
                 if doc is not None:
                     return self._outcome(j, doc)
@@ -164,11 +168,14 @@ class SyncClient(ClientBase):
                     raise TimeoutError(f"no result for job {j.id} within {timeout}s")
                 self._io(lambda r=remaining: self.redis.blpop([done_key], timeout=min(r, 5.0)))
         finally:
-            self._io(lambda: self.redis.delete(wait_key, done_key))
+            with suppress(BrokerError):
+                self._io(lambda: self.redis.delete(wait_key, done_key))
 
     def status(self, job: Job | str, *, queue: str | None = None) -> JobStatus:
         """The job's current state, attempts, timestamps and last error."""
-        j = self._job(job, queue)
+        return self._status_in(self._locate(job, queue))
+
+    def _status_in(self, j: Job) -> JobStatus:
         key = PartitionKeys(self.prefix, j.queue, j.partition).result(j.id)
         doc = self._io(lambda: self.redis.get(key))
         found = None
@@ -176,6 +183,20 @@ class SyncClient(ClientBase):
             keys, args = self._find_call(j)
             found = self._io(lambda: self._find(keys=keys, args=args))
         return self._status(j, doc, found)
+
+    def _locate(self, job: Job | str, queue: str | None) -> Job:
+        j = self._job(job, queue)
+        if isinstance(job, Job):
+            return j
+        n = self.partitions(j.queue)
+        if n == 1:
+            return j
+        home = partition_for(j.id, n)
+        for p in [home, *(p for p in range(n) if p != home)]:
+            candidate = attrs.evolve(j, partition=p)
+            if self._status_in(candidate).state != "unknown":
+                return candidate
+        return attrs.evolve(j, partition=home)
 
     def _io(self, fn: Any) -> Any:
         try:

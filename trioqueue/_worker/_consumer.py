@@ -155,17 +155,8 @@ class Consumer:
             loops.cancel_scope.cancel()
 
     async def _ensure_group(self) -> None:
-        try:
-            # Start at 0, not $: every entry in the stream is unprocessed work (acked
-            # entries are deleted), so a group created late must still see all of it.
-            await self.sup.redis.xgroup_create(self.keys.stream, GROUP, "0", mkstream=True)
-        except cx.StreamDuplicateConsumerGroupError:
-            # BUSYGROUP: it exists already. coredis strips the code from the message and
-            # raises this class, which is no ResponseError.
-            pass
-        except cx.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        # A script (see ENSURE_GROUP) so that it also works on a full server.
+        await self.sup.scripts.ensure_group(keys=[self.keys.stream], args=[GROUP])
 
     # ----------------------------------------------------------------- capacity
 

@@ -44,6 +44,8 @@ log = logging.getLogger("trioqueue")
 # How long an orderly stop waits for in-flight acknowledgements at most, on top of
 # the drain itself.
 SCHEDULER_MAX_SLEEP = 0.5
+# Members whose heartbeat expired this long ago are dropped from the members set.
+MEMBERS_FORGET_MS = 3_600_000
 
 
 def new_member_id() -> str:
@@ -185,8 +187,16 @@ class Supervisor:
     # ----------------------------------------------------------------- internals
 
     async def _startup_checks(self) -> None:
-        await self._resolve_partitions()
-        await store_queue_bounds(self.redis, self.prefix, self.settings.values())
+        try:
+            await self._resolve_partitions()
+            await store_queue_bounds(self.redis, self.prefix, self.settings.values())
+        except Exception as exc:
+            if "OOM" not in str(exc):
+                raise
+            # A full broker must still be drainable: start without storing settings.
+            log.warning(
+                "broker is out of memory: queue settings not stored; draining anyway (%s)", exc
+            )
         info: Any = await self.redis.info("server")
         uptime = float(info.get("uptime_in_seconds", 1e9))
         ttl = self.worker.heartbeat_ttl
@@ -362,10 +372,11 @@ class Supervisor:
             {"id": self.member_id, "app": self.app.name, "queues": list(self.settings)}
         )
         key = member_key(self.prefix, self.member_id)
-        previous = await self.redis.set(key, info, px=ttl_ms, get=True)
-        now_ms = int((await self.server_now()).timestamp() * 1000)
-        await self.redis.zadd(members_key(self.prefix), {self.member_id: now_ms + ttl_ms})
-        return previous is not None
+        alive: Any = await self.scripts.heartbeat(keys=[key], args=[info, ttl_ms])
+        await self.scripts.members_touch(
+            keys=[members_key(self.prefix)], args=[self.member_id, ttl_ms, MEMBERS_FORGET_MS]
+        )
+        return bool(int(alive))
 
     async def _heartbeat_loop(self) -> None:
         interval = self.worker.heartbeat_interval
@@ -435,7 +446,8 @@ class Supervisor:
         except Exception:
             log.warning("ignoring malformed control message %r", data)
             return
-        for consumer in self.consumers.values():
+        owned = [o.consumer for q in self.ordered.values() for o in q.owned.values()]
+        for consumer in [*self.consumers.values(), *owned]:
             if consumer.cancel_job(job_id):
                 return
 
