@@ -17,7 +17,8 @@ from tests.conftest import Server, make_config, wait_for
 WORKER_COMMANDS = (
     "+ping +hello +client|setname +client|setinfo +info +time +evalsha +eval +script|load "
     "+xgroup|create +xreadgroup +xinfo|consumers +xlen +zcard +exists +set +get +del "
-    "+zadd +zrem +hset +hget +hsetnx +subscribe +unsubscribe +xread +incr +xrevrange "
+    "+zadd +zrem +zremrangebyscore +hset +hget +hsetnx +subscribe +unsubscribe +xread +incr "
+    "+xrevrange "
     # called from inside the scripts (ACL applies there too)
     "+xadd +xack +xdel +xpending +xclaim +xrange +xgroup|delconsumer +zrangebyscore "
     "+zrange +hmget +rpush +pexpire +publish"
