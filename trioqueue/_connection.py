@@ -88,8 +88,10 @@ def classify(exc: BaseException, url: str | None) -> BrokerError:
     """Turn a client exception into a ``BrokerError`` with a clear, redacted message."""
     where = redact_url(url) if url else "the broker"
     detail = redact(str(exc) or type(exc).__name__, url)
+    text = str(exc)
+    denied = text.startswith(("NOAUTH", "WRONGPASS", "NOPERM")) or "no permissions" in text
     if isinstance(exc, cx.AuthenticationError | cx.AuthorizationError) or (
-        isinstance(exc, cx.ResponseError) and str(exc).startswith(("NOAUTH", "WRONGPASS", "NOPERM"))
+        isinstance(exc, cx.ResponseError) and denied
     ):
         return BrokerAuthError(f"broker {where} rejected the credentials: {detail}")
     if "OOM command not allowed" in str(exc):
