@@ -469,6 +469,8 @@ class Supervisor:
                 try:
                     now = await self.server_now()
                     for s in self.schedules:
+                        if self.stopping:
+                            break  # draining: leave the next tick to a running peer
                         tick = s.due(now)
                         if tick is None or (s.name in seen and tick <= seen[s.name]):
                             continue
