@@ -346,7 +346,8 @@ async def test_unserializable_result_fails_the_attempt(
 async def test_fetcher_never_holds_more_than_capacity(
     server: Server, prefix: str, redis: Any
 ) -> None:
-    """With concurrency 3, at most 3 handlers run and at most 3 entries are pending."""
+    """With concurrency 3, at most 3 handlers run and at most 6 entries are pending
+    (finished jobs wait for their batched ack without holding a handler slot)."""
     app = trioqueue.App("capacity")
     now_running = 0
     max_running = 0
@@ -373,7 +374,7 @@ async def test_fetcher_never_holds_more_than_capacity(
     assert max_running == 3
     assert sup.consumers["q"].max_seen_in_flight == 3
     assert len(samples) > 10
-    assert max(samples) <= 3, samples
+    assert max(samples) <= 6, samples
     assert await pending_count(redis, keys) == 0
 
 

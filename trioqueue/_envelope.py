@@ -55,6 +55,7 @@ class Envelope:
     attempt: int
     enqueued_ms: int
     key: str = ""
+    unique: bool = False
 
     @classmethod
     def from_entry(cls, entry_id: str, fields: Mapping[Any, Any]) -> Envelope:
@@ -69,6 +70,7 @@ class Envelope:
         attempt = get(b"attempt", get("attempt"))
         enqueued = get(b"enqueued", get("enqueued"))
         key = get(b"key", get("key"))
+        unique = get(b"unique", get("unique"))
         try:
             attempt_n = int(attempt) if attempt is not None else 1
             enqueued_ms = int(enqueued) if enqueued is not None else int(entry_id.split("-")[0])
@@ -82,6 +84,7 @@ class Envelope:
             attempt=attempt_n,
             enqueued_ms=enqueued_ms,
             key=_text(key) if key is not None else "",
+            unique=unique is not None and _text(unique) == "1",
         )
 
     def delayed_payload(self, attempt: int, last_error: str = "") -> bytes:
@@ -95,6 +98,8 @@ class Envelope:
         }
         if self.key:
             doc[F_KEY] = self.key
+        if self.unique:
+            doc["unique"] = "1"
         if last_error:
             doc["error"] = last_error[:1000]
         return orjson.dumps(doc)

@@ -94,13 +94,15 @@ for i = 0, n - 1 do
     if due > 0 then
       local doc = {id = job, type = typ, body = body, attempt = 1, enqueued = now}
       if key ~= '' then doc.key = key end
+      if unique then doc.unique = '1' end
       redis.call('ZADD', KEYS[3], due, cjson.encode(doc))
       ids[i + 1] = ''
-    elseif key ~= '' then
-      ids[i + 1] = redis.call('XADD', KEYS[1], '*', 'id', job, 'type', typ, 'body', body,
-                              'key', key)
     else
-      ids[i + 1] = redis.call('XADD', KEYS[1], '*', 'id', job, 'type', typ, 'body', body)
+      local fields = {'id', job, 'type', typ, 'body', body}
+      if key ~= '' then fields[#fields + 1] = 'key'; fields[#fields + 1] = key end
+      -- Marks an id the caller chose: its dedupe key is released when the job settles.
+      if unique then fields[#fields + 1] = 'unique'; fields[#fields + 1] = '1' end
+      ids[i + 1] = redis.call('XADD', KEYS[1], '*', unpack(fields))
     end
     if unique then redis.call('SET', ukey, ids[i + 1]) end
     dups[i + 1] = 0
@@ -112,7 +114,8 @@ return {ids, dups}
 
 # KEYS: stream, then result keys referenced by index
 # ARGV: group, consumer, result_ttl_ms, n,
-#       then n x (entry id, job id, result key index or 0, outcome document)
+#       then n x (entry id, job id if it was sent with a caller-chosen id else '',
+#                 result key index or 0, outcome document)
 # Acknowledges and deletes each entry this consumer still owns and stores its result.
 # Returns the ids that were *not* owned (fenced).
 ACK = (
@@ -122,19 +125,41 @@ ACK = (
 local stream, group, me = KEYS[1], ARGV[1], ARGV[2]
 local ttl = tonumber(ARGV[3])
 local n = tonumber(ARGV[4])
-local fenced = {}
+-- One XPENDING over the batch's id range finds what this consumer still owns (the
+-- range holds at most our own pending entries in between: bounded by 2 x concurrency).
+local function parse(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local lo, hi = ARGV[5], ARGV[5]
+local lo_ms, lo_seq = parse(lo)
+local hi_ms, hi_seq = lo_ms, lo_seq
+for i = 1, n - 1 do
+  local id = ARGV[5 + i * 4]
+  local ms, seq = parse(id)
+  if ms < lo_ms or (ms == lo_ms and seq < lo_seq) then lo, lo_ms, lo_seq = id, ms, seq end
+  if ms > hi_ms or (ms == hi_ms and seq > hi_seq) then hi, hi_ms, hi_seq = id, ms, seq end
+end
+local mine = {}
+for _, p in ipairs(redis.call('XPENDING', stream, group, lo, hi, 1000000, me)) do
+  mine[p[1]] = true
+end
+local fenced, ids = {}, {}
 for i = 0, n - 1 do
   local b = 5 + i * 4
   local id = ARGV[b]
-  if owned(stream, group, id, me) then
-    redis.call('XACK', stream, group, id)
-    redis.call('XDEL', stream, id)
-    release_unique(stream, ARGV[b + 1], ttl)
+  if mine[id] then
+    ids[#ids + 1] = id
+    if ARGV[b + 1] ~= '' then release_unique(stream, ARGV[b + 1], ttl) end
     local k = tonumber(ARGV[b + 2])
     if k > 0 then store_outcome(KEYS[k], ARGV[b + 3], ttl) end
   else
     fenced[#fenced + 1] = id
   end
+end
+if #ids > 0 then
+  redis.call('XACK', stream, group, unpack(ids))
+  redis.call('XDEL', stream, unpack(ids))
 end
 return fenced
 """
@@ -202,6 +227,10 @@ for _, payload in ipairs(due) do
     if job.key then
       fields[#fields + 1] = 'key'
       fields[#fields + 1] = tostring(job.key)
+    end
+    if job.unique then
+      fields[#fields + 1] = 'unique'
+      fields[#fields + 1] = '1'
     end
     if job.error then
       fields[#fields + 1] = 'error'

@@ -83,7 +83,8 @@ class Consumer:
         self.running: dict[str, _Running] = {}
         self._free = self.capacity
         self._changed = trio.Event()
-        self._acks: list[tuple[str, str, bytes | None]] = []
+        # (entry id, job id, outcome document, whether the caller chose the job id)
+        self._acks: list[tuple[str, str, bytes | None, bool]] = []
         self._unacked: set[str] = set()
         self._ack_wanted = trio.Event()
         self._flush_lock = trio.Lock()
@@ -172,7 +173,9 @@ class Consumer:
     async def _fetch_loop(self) -> None:
         sup = self.sup
         while not self.stopping():
-            while (self._free <= 0 or self._isolated is not None) and not self.stopping():
+            while (
+                self._free <= 0 or self._headroom() <= 0 or self._isolated is not None
+            ) and not self.stopping():
                 await self._wait_change()
             if self.stopping():
                 return
@@ -198,7 +201,7 @@ class Consumer:
                         with trio.move_on_at(self._next_recovery):
                             await self._wait_change()
                     continue
-                entries = await self._read(self._free)
+                entries = await self._read(min(self._free, self._headroom()))
             except Exception as exc:
                 await self._fetch_failed(exc)
                 continue
@@ -335,6 +338,8 @@ class Consumer:
                 )
 
     async def _reclaim(self, *, owner: str, min_idle_ms: int) -> int:
+        if self._isolated is not None:
+            return 0  # a suspect runs alone: take nothing else until it is done
         sup = self.sup
         res = await sup.scripts.reclaim(
             keys=[self.keys.stream, self.keys.dead],
@@ -386,6 +391,11 @@ class Consumer:
         self.stats.reclaimed += len(claimed)
         return len(claimed)
 
+    def _headroom(self) -> int:
+        """How many more entries may be pending here: finished jobs awaiting their
+        batched ack count too, so the pending list never exceeds 2 x concurrency."""
+        return 2 * self.capacity - len(self.running) - len(self._unacked)
+
     def _idle(self) -> bool:
         return not self.running and not self._unacked and not self._acks and self._isolated is None
 
@@ -415,12 +425,11 @@ class Consumer:
                     self._isolated = None
                     self._next_recovery = 0.0  # more suspects may be waiting
                     self._signal()
-                # A finished job waiting for its batched ack still holds its pending
-                # entry: its slot frees only once the ack lands (see _flush), so the
-                # PEL never holds more than `concurrency` entries.
-                if env.entry_id not in self._unacked:
-                    self._free += 1
-                    self._signal()
+                # The handler slot frees now, so the next read overlaps the batched
+                # ack instead of waiting for it; the pending list stays bounded by
+                # _headroom (at most 2 x concurrency entries).
+                self._free += 1
+                self._signal()
 
         self._handlers.start_soon(task)
 
@@ -481,7 +490,7 @@ class Consumer:
             # A client cancelled it: settle it as cancelled, never retry it.
             log.info("job %s on queue %s cancelled on request", env.job_id, self.settings.name)
             doc = outcome_doc("cancelled", attempts=env.attempt, enqueued=env.enqueued_ms)
-            self._acks.append((env.entry_id, env.job_id, doc))
+            self._acks.append((env.entry_id, env.job_id, doc, env.unique))
             self._unacked.add(env.entry_id)
             self._ack_wanted.set()
             return
@@ -504,7 +513,7 @@ class Consumer:
                     # would take down the consumer and every other job with it.
                     await self._failed(env, handler, exc)
                     return
-            self._acks.append((env.entry_id, env.job_id, stored))
+            self._acks.append((env.entry_id, env.job_id, stored, env.unique))
             self._unacked.add(env.entry_id)
             self._ack_wanted.set()
             return
@@ -708,20 +717,20 @@ class Consumer:
                     int(self.settings.result_ttl * 1000),
                     len(batch),
                 ]
-                for entry_id, job_id, stored in batch:
+                for entry_id, job_id, stored, unique in batch:
+                    release = job_id if unique else ""
                     if stored is None:
-                        args += [entry_id, job_id, 0, ""]
+                        args += [entry_id, release, 0, ""]
                     else:
                         keys.append(self.keys.result(job_id))
-                        args += [entry_id, job_id, len(keys), stored]
+                        args += [entry_id, release, len(keys), stored]
 
                 async def call(keys: list[str] = keys, args: list[Any] = args) -> Any:
                     return await run_script(self.sup.redis, self.sup.scripts.ack, keys, args)
 
                 fenced = {_text(x) for x in await self.sup.outage.call("acknowledge", call)}
-                for entry_id, _, _ in batch:
+                for entry_id, _, _, _ in batch:
                     self._unacked.discard(entry_id)
-                    self._free += 1
                     if entry_id in fenced:
                         self._record_fenced(entry_id, "acknowledgement")
                 self._signal()
