@@ -61,16 +61,21 @@ class Envelope:
     def from_entry(cls, entry_id: str, fields: Mapping[Any, Any]) -> Envelope:
         """Parse an entry's fields; raise ``EnvelopeError`` naming what is wrong."""
         get = fields.get
-        type_name = get(b"type", get("type"))
-        body = get(b"body", get("body"))
+        type_name = get(b"type")
+        if type_name is None and any(isinstance(k, str) for k in fields):
+            # Text keys (a client decoding responses): normalise once, then the fast path.
+            fields = {k.encode() if isinstance(k, str) else k: v for k, v in fields.items()}
+            get = fields.get
+            type_name = get(b"type")
+        body = get(b"body")
         if type_name is None or body is None:
             present = sorted(_text(k) for k in fields)
             raise EnvelopeError(f"entry lacks 'type' or 'body' field (fields: {present})")
-        job_id = get(b"id", get("id"))
-        attempt = get(b"attempt", get("attempt"))
-        enqueued = get(b"enqueued", get("enqueued"))
-        key = get(b"key", get("key"))
-        unique = get(b"unique", get("unique"))
+        job_id = get(b"id")
+        attempt = get(b"attempt")
+        enqueued = get(b"enqueued")
+        key = get(b"key")
+        unique = get(b"unique")
         try:
             attempt_n = int(attempt) if attempt is not None else 1
             enqueued_ms = int(enqueued) if enqueued is not None else int(entry_id.split("-")[0])

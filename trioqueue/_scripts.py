@@ -252,7 +252,8 @@ return {#due, wait}
 # KEYS: stream, dead
 # ARGV: group, consumer, min_idle_ms, count, owner ('' = any other consumer),
 #       max_deliveries, worker id, result_ttl_ms, suspect_at (0 = off), idle ('1' = the
-#       caller runs nothing and may take one suspect)
+#       caller runs nothing and may take one suspect), own ('1' = the caller's own
+#       entries too: a new owner of an ordered partition takes over everything pending)
 # Claims entries idle at least min_idle_ms from other consumers (without JUSTID, so the
 # delivery counter counts). Entries past max_deliveries go to the dead-letter stream in
 # the same step. An entry that would reach suspect_at deliveries has been held by
@@ -292,7 +293,7 @@ for _, p in ipairs(pending) do
   local id, from = p[1], p[2]
   local deliveries = tonumber(p[4]) + 1
   local suspect = is_suspect(deliveries)
-  local take = from ~= me
+  local take = from ~= me or ARGV[11] == '1'
   if take and suspect and (not isolate or took_suspect) then
     left = left + 1
     take = false

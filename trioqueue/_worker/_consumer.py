@@ -91,6 +91,7 @@ class Consumer:
         self._reread_own = False
         self._thread_limiter = trio.CapacityLimiter(self.capacity)
         self._batchers: dict[str, Batcher] = {}
+        self._hooks: dict[str, Any] = {}  # cattrs structure hook per message type
         self._next_recovery = 0.0
         # Entry of a suspect job running alone (see SUSPECT_AT), and whether suspects
         # wait for this consumer to become idle.
@@ -451,7 +452,12 @@ class Consumer:
             )
             return
         try:
-            msg = self.sup.app.converter.structure(orjson.loads(env.body), handler.message_type)
+            hook = self._hooks.get(env.type_name)
+            if hook is None:
+                hook = self._hooks[env.type_name] = self.sup.app.converter.get_structure_hook(
+                    handler.message_type
+                )
+            msg = hook(orjson.loads(env.body), handler.message_type)
         except Exception as exc:
             await self._dead(env, "DecodeError", describe_structure_error(exc))
             return
@@ -703,6 +709,10 @@ class Consumer:
     async def _acker(self) -> None:
         while True:
             await self._ack_wanted.wait()
+            # Let the other handlers finishing in this scheduling round add their
+            # acks, so one script call settles the whole round.
+            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.checkpoint()
             self._ack_wanted = trio.Event()
             await self._flush()
 

@@ -40,6 +40,9 @@ log = logging.getLogger("trioqueue")
 
 # How long before the server-side expiry we stop trusting our lease.
 LEASE_MARGIN = 0.25
+# The most entries a new owner takes over in one step: far more than a partition's
+# pending list holds (what its previous owners were running or holding back).
+TAKEOVER_MAX = 100_000
 
 
 class OrderedConsumer(Consumer):
@@ -54,24 +57,29 @@ class OrderedConsumer(Consumer):
         # Per key: entries waiting for the key's running job to settle, in stream order.
         self._waiting: dict[str, deque[tuple[str, Mapping[Any, Any], int]]] = {}
         self._active: dict[str, str] = {}  # key -> entry id being run or settled
-        self._deliveries: dict[str, int] = {}
+        self._deliveries: dict[str, int] = {}  # entry id -> deliveries, while it runs
         self._release = trio.Event()
         self._releaser_started = False
-        self._claimed_all = False
-        self.order_log: list[str] = []
+        # Entries taken over from previous owners, in stream order, served before
+        # anything new is read (None: not taken over yet), and their delivery counts.
+        self._backlog: deque[tuple[str, Mapping[Any, Any]]] | None = None
+        self._claimed: dict[str, int] = {}
+        self._in_fetch = False
 
     # ------------------------------------------------------------------ reading
 
     async def _read(self, count: int) -> list[tuple[str, Mapping[Any, Any]]]:
         sup = self.sup
-        if not self._claimed_all:
-            # Whatever the previous owner left pending comes first, in stream order.
-            await self._recover()
-            self._claimed_all = True
+        if self._backlog is None:
+            self._backlog = deque(await self._take_over())
+        if self._backlog:
+            return [self._backlog.popleft() for _ in range(min(count, len(self._backlog)))]
+        self._in_fetch = True
         res: Any = await sup.scripts.ordered_fetch(
             keys=[self.keys.stream, self.keys.lease],
             args=[GROUP, sup.member_id, self.token, count],
         )
+        self._in_fetch = False
         sup.outage.succeeded()
         entries, newest = res
         if entries:
@@ -82,6 +90,8 @@ class OrderedConsumer(Consumer):
         return []
 
     async def _fetch_failed(self, exc: Exception) -> None:
+        from trioqueue._connection import is_connection_error
+
         if "FENCED" in str(exc):
             log.warning(
                 "queue %s partition %d: lease lost; stopping this partition",
@@ -90,28 +100,106 @@ class OrderedConsumer(Consumer):
             )
             self.revoke(trio.current_time())
             return
+        if self._in_fetch and is_connection_error(exc):
+            # The read may have delivered entries whose reply never arrived: pending
+            # here, unknown to us, older than whatever we would read next. Only a new
+            # owner, running nothing yet, can tell them apart; give the partition up
+            # (running jobs drain) and take it over afresh.
+            self._in_fetch = False
+            log.warning(
+                "queue %s partition %d: a read failed (%s); handing the partition over "
+                "so that whatever it delivered runs in order",
+                self.settings.name,
+                self.keys.partition,
+                exc,
+            )
+            self.revoke(trio.current_time() + self.sup.worker.shutdown_grace)
         await super()._fetch_failed(exc)
 
+    async def _take_over(self) -> list[tuple[str, Mapping[Any, Any]]]:
+        """Claim everything pending in the partition, in stream order.
+
+        As the new lease owner, every pending entry is stale: its consumer lost the
+        partition (released it, died, or was paused past its lease). That includes
+        entries under our own name, left by our own earlier ownership (our lease
+        expired while we were starved, say). All are taken in one step: claiming in
+        rounds would meet our own fresh claims first and stop short, and whatever was
+        left behind would run after newer jobs of its key. For the same reason
+        suspects are not set apart to run alone (suspect_at 0): that would run them
+        ahead of older entries. ``max_deliveries`` still dead-letters a job that
+        keeps killing its owners.
+        """
+        sup = self.sup
+        s = self.settings
+        res: Any = await sup.scripts.reclaim(
+            keys=[self.keys.stream, self.keys.dead],
+            args=[
+                GROUP,
+                sup.member_id,
+                0,
+                TAKEOVER_MAX,
+                "",
+                s.max_deliveries,
+                sup.member_id,
+                int(s.result_ttl * 1000),
+                0,
+                "",
+                "1",
+            ],
+        )
+        sup.outage.succeeded()
+        claimed, dead, lost = res[0], int(res[1]), int(res[2])
+        if dead:
+            self.stats.dead += dead
+            log.error(
+                "queue %s partition %d: dead-lettered %d jobs delivered more than "
+                "max_deliveries=%d times",
+                s.name,
+                self.keys.partition,
+                dead,
+                s.max_deliveries,
+            )
+        if lost:
+            self.stats.lost_by_trim += lost
+            log.error(
+                "queue %s partition %d: %d pending entries had been deleted from the stream "
+                "by someone else (trimmed?); their jobs are lost",
+                s.name,
+                self.keys.partition,
+                lost,
+            )
+        out: list[tuple[str, Mapping[Any, Any]]] = []
+        for entry_id, flat, deliveries, _ in claimed:
+            self._claimed[_text(entry_id)] = int(deliveries)
+            out.append((_text(entry_id), dict(zip(flat[::2], flat[1::2], strict=True))))
+        if out:
+            self.stats.reclaimed += len(out)
+            log.info(
+                "queue %s partition %d: took over %d pending jobs",
+                s.name,
+                self.keys.partition,
+                len(out),
+            )
+        return out
+
     async def _recover(self) -> None:
-        # As the lease owner, anything pending for another consumer is stale: its
-        # owner lost the partition (released, died, or was paused past the lease).
-        while self._free > 0:
-            if not await self._reclaim(owner="", min_idle_ms=0):
-                return
+        # Nothing to do: only the lease owner reads the partition, and it took every
+        # pending entry over when it began (see _take_over).
+        return
 
     async def _burst_done(self) -> bool:
-        if self._waiting:
+        if self._waiting or self._backlog:
             return False
         return await super()._burst_done()
 
     # ------------------------------------------------------------------ key order
 
     def _dispatch(self, entry_id: str, fields: Mapping[Any, Any], deliveries: int) -> None:
+        deliveries = self._claimed.pop(entry_id, deliveries)
         try:
             key = Envelope.from_entry(entry_id, fields).key
         except EnvelopeError:
             key = ""
-        self._deliveries[entry_id] = deliveries
         if not key:
             super()._dispatch(entry_id, fields, deliveries)
             return
@@ -125,7 +213,6 @@ class OrderedConsumer(Consumer):
             self._waiting.setdefault(key, deque()).append((entry_id, fields, deliveries))
             return
         self._active[key] = entry_id
-        self.order_log.append(entry_id)
         super()._dispatch(entry_id, fields, deliveries)
 
     async def _releaser(self) -> None:
@@ -146,7 +233,6 @@ class OrderedConsumer(Consumer):
                     del self._waiting[key]
                 self._free += 1  # the waiting slot becomes the running slot
                 self._active[key] = next_id
-                self.order_log.append(next_id)
                 super()._dispatch(next_id, fields, deliveries)
 
     def _signal(self) -> None:
@@ -158,6 +244,14 @@ class OrderedConsumer(Consumer):
         self._release.set()
 
     # ------------------------------------------------------------------ retries
+
+    async def _run_job(self, env: Envelope, scope: trio.CancelScope, deliveries: int) -> None:
+        # Kept while the job runs, for its retries in place (see _failed).
+        self._deliveries[env.entry_id] = deliveries
+        try:
+            await super()._run_job(env, scope, deliveries)
+        finally:
+            self._deliveries.pop(env.entry_id, None)
 
     async def _failed(self, env: Envelope, handler: Handler[Any], exc: BaseException) -> None:
         """Retry in place: the job keeps its key (later jobs of the key wait) and its
@@ -275,7 +369,7 @@ class OrderedQueue:
                 await self._acquire(p)
         grace = sup.worker.shutdown_grace
         for p, owned in list(self.owned.items()):
-            if self.assignment.get(p) != sup.member_id:
+            if self.assignment.get(p) != sup.member_id and not owned.consumer.stopping():
                 log.info(
                     "queue %s partition %d: moving to %s; draining it here",
                     self.settings.name,
@@ -343,10 +437,14 @@ class OrderedQueue:
         sup = self.sup
         ttl = sup.worker.heartbeat_ttl
         for p, owned in list(self.owned.items()):
+            if self.owned.get(p) is not owned:
+                continue  # released while we renewed the others
             sent = trio.current_time()
             ok: Any = await sup.scripts.lease_renew(
                 keys=[self.keys(p).lease], args=[owned.token, int(ttl * 1000)]
             )
+            if self.owned.get(p) is not owned:
+                continue  # released meanwhile: not ours to renew, nor lost
             if int(ok):
                 owned.scope.deadline = max(owned.scope.deadline, sent + ttl - LEASE_MARGIN)
             else:
