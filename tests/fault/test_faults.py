@@ -8,6 +8,7 @@ acknowledged send lost, every job settled, duplicates only of jobs a fault hit.
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable
 
@@ -15,15 +16,21 @@ import pytest
 import trio
 
 from tests.conftest import Server, wait_for
-from tests.fault.harness import Nemesis, Producer, Workers, drain, finish
+from tests.fault.harness import FIGURES, Nemesis, Producer, Workers, drain, finish
 from tests.fault.history import Report, load, now_ns
 
 pytestmark = pytest.mark.fault
 
 
 def assert_sound(report: Report) -> None:
-    assert report.problems() == [], report.summary()
-    assert report.lost == []
+    problems = report.problems()
+    assert not problems, "\n".join([*problems, report.summary()])
+
+
+def assert_healthy(workers: Workers, codes: dict[str, int | None]) -> None:
+    """Every worker not killed on purpose ran until told to stop, then exited 0."""
+    assert all(code == 0 for code in codes.values()), codes
+    assert "unexpected error" not in workers.stderr_of_all()
 
 
 def member_starts(workers: Workers, member: str, after_ns: int = 0) -> int:
@@ -37,13 +44,13 @@ def member_starts(workers: Workers, member: str, after_ns: int = 0) -> int:
 async def test_sigkill_worker_jobs_are_reclaimed(
     server: Server, prefix: str, workers: Callable[..., Workers]
 ) -> None:
-    w = workers(server, prefix, min_ms=30, max_ms=120)
+    w = workers(server, prefix, min_ms=100, max_ms=300)
     await w.start("a")
     await w.start("b")
     producer = Producer(server.url, prefix, w.history)
     nemesis = Nemesis(server, prefix, w)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(producer.run, 400, 100.0)
+        nursery.start_soon(producer.run, 400, 60.0)
         await nemesis.wait_held("a", 3)
         victim = w.slots["a"].member
         await nemesis.sigkill("a", restart_after=0.7)
@@ -51,30 +58,32 @@ async def test_sigkill_worker_jobs_are_reclaimed(
     report, codes = await finish("sigkill", server, prefix, w)
     assert_sound(report)
     (fault,) = report.faults
-    assert len(fault.inflight) >= 3
+    # It died holding jobs (some may have settled between the wait and the kill).
+    assert fault.inflight
     assert report.duplicated <= len(fault.inflight)
     assert f"jobs of dead member {victim}" in w.stderr_of_all()
-    assert all(code == 0 for code in codes.values()), codes
+    assert_healthy(w, codes)
 
 
 async def test_sigstop_past_ttl_is_fenced_and_rejoins(
     server: Server, prefix: str, workers: Callable[..., Workers]
 ) -> None:
-    # Jobs of 150-400 ms, and every 25th runs 4 s: when the worker stops, it holds short
-    # jobs (done on waking, their acks fenced) and a long one (still running on waking:
-    # its renewal finds it taken over and cancels it).
-    w = workers(server, prefix, min_ms=150, max_ms=400, long_ms=4000)
+    # Jobs of 150-400 ms, and every 60th runs 6 s: when the worker stops (4 s), it holds
+    # short jobs (done on waking, their acks fenced) and a long one (still running on
+    # waking: its renewal finds it taken over and cancels it). The rate leaves the other
+    # worker room to take them all over.
+    w = workers(server, prefix, min_ms=150, max_ms=400, long_ms=6000)
     a = await w.start("a")
     await w.start("b")
     producer = Producer(server.url, prefix, w.history)
     nemesis = Nemesis(server, prefix, w)
-    kinds = {f"j{i:06d}": "long" if i % 25 == 5 else "ok" for i in range(300)}
+    kinds = {f"j{i:06d}": "long" if i % 60 == 5 else "ok" for i in range(300)}
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(producer.run, 300, 60.0, lambda i: kinds[f"j{i:06d}"])
+        nursery.start_soon(producer.run, 300, 30.0, lambda i: kinds[f"j{i:06d}"])
         await wait_for(lambda: w.started(a.member, kinds, "long"), timeout=15)
         await nemesis.wait_held("a", 3)
-        (long_job,) = w.started(a.member, kinds, "long")
-        await nemesis.sigstop("a", duration=2.5)
+        long_jobs = w.started(a.member, kinds, "long")
+        await nemesis.sigstop("a", duration=4.0)
         resumed = now_ns()
         await wait_for(lambda: "refused: another member owns it now" in a.stderr(), timeout=10)
         # It keeps working after it noticed.
@@ -86,14 +95,16 @@ async def test_sigstop_past_ttl_is_fenced_and_rejoins(
     assert report.fenced >= 1
     log = a.stderr()
     assert "heartbeat lapsed" in log
-    assert f"renewal of entry {entry_of(w, long_job, a.member)} refused" in log
-    assert any(
-        e["ev"] == "finish" and e["job"] == long_job and e["outcome"] == "cancelled"
+    cancelled = {
+        e["job"]
         for e in load(w.history)
-        if e.get("member") == a.member
-    )
+        if e["ev"] == "finish" and e["outcome"] == "cancelled" and e["member"] == a.member
+    }
+    assert cancelled & set(long_jobs), (long_jobs, cancelled)
+    for job in cancelled & set(long_jobs):
+        assert f"renewal of entry {entry_of(w, job, a.member)} refused" in log
     assert "Traceback" not in log
-    assert all(code == 0 for code in codes.values()), codes
+    assert_healthy(w, codes)
 
 
 def entry_of(workers: Workers, job: str, member: str) -> str:
@@ -125,7 +136,7 @@ async def test_server_kill_and_restart(
         log = wp.stderr()
         assert log.count("broker unreachable") == 1, log
         assert log.count("reachable again") == 1, log
-    assert all(code == 0 for code in codes.values()), codes
+    assert_healthy(w, codes)
 
 
 async def test_client_kill_and_pause(
@@ -148,8 +159,7 @@ async def test_client_kill_and_pause(
         await drain(server, prefix, producer, timeout=30)
     report, codes = await finish("client kill + pause", server, prefix, w)
     assert_sound(report)
-    assert all(wp.alive() or wp.proc.returncode == 0 for wp in w.every)
-    assert all(code == 0 for code in codes.values()), codes
+    assert_healthy(w, codes)
 
 
 async def test_poison_job_is_dead_lettered_after_max_deliveries(
@@ -195,11 +205,12 @@ async def test_poison_job_is_dead_lettered_after_max_deliveries(
     # Other jobs were in flight when it struck, and none of them was dead-lettered.
     assert report.in_flight_at_faults > deaths
     assert report.acked == 299
-    assert all(code == 0 for code in codes.values()), codes
+    assert_healthy(w, codes)
 
 
 async def test_chaos(private_server: Server, prefix: str, workers: Callable[..., Workers]) -> None:
-    seed = random.randrange(1 << 32)
+    # Replay a failed run with TRIOQUEUE_CHAOS_SEED=<the seed it printed>.
+    seed = int(os.environ.get("TRIOQUEUE_CHAOS_SEED") or random.randrange(1 << 32))
     print(f"chaos seed {seed}")
     rng = random.Random(seed)
     server = private_server
@@ -244,7 +255,7 @@ async def test_chaos(private_server: Server, prefix: str, workers: Callable[...,
         expected_dead={f"j{i:06d}": "RuntimeError" for i, k in enumerate(kinds) if k == "fail"},
     )
     elapsed = trio.current_time() - started
-    print(f"chaos: {elapsed:.1f}s, seed {seed}")
+    FIGURES.append(("chaos run", f"seed {seed}; {elapsed:.1f}s from first start to checked"))
     assert_sound(report)
     assert report.jobs_sent == n
     assert report.faults_by_kind() == {
@@ -254,5 +265,5 @@ async def test_chaos(private_server: Server, prefix: str, workers: Callable[...,
         "client-kill": 1,
         "client-pause": 1,
     }
-    assert all(code == 0 for code in codes.values()), codes
+    assert_healthy(w, codes)
     assert elapsed <= 90

@@ -29,6 +29,8 @@ from typing import Any
 import attrs
 import trio
 
+# Run as a script, only this file's directory is on the path; the history module is
+# imported as part of the tests package, like the tests themselves do.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import trioqueue
@@ -107,7 +109,7 @@ class _Settlements:
         for i in range(n):
             entry = _text(args[4 + i * 4])
             ev = "ack.info" if failed else "ack.fenced" if entry in refused else "ack.ok"
-            self._one(ev, entry, _text(args[5 + i * 4]))
+            self._one(ev, entry, _text(args[5 + i * 4]) or None)
 
     def retry(self, args: Any, res: Any, failed: bool) -> None:
         self._one("retry.info" if failed else "retry.ok" if res else "retry.fenced", args[2])
