@@ -72,12 +72,12 @@ def _try_lock(path: Path) -> int | None:
     return fd
 
 
-async def _wait_ready(url: str, proc: trio.Process | None, timeout: float) -> None:
+async def _wait_ready(url: str, proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
     from trioqueue._connection import connected
 
     with trio.move_on_after(timeout):
         while True:
-            if proc is not None and proc.returncode is not None:
+            if proc is not None and proc.poll() is not None:
                 raise BrokerError(f"embedded broker exited with status {proc.returncode}")
             try:
                 async with connected(url, connect_timeout=1.0):
@@ -136,7 +136,10 @@ async def embedded_broker(data_dir: Path, *, appendfsync: str = "everysec") -> A
         conf_file.touch(mode=0o600)
         conf_file.chmod(0o600)
         conf_file.write_text("".join(f"{k} {v}\n" for k, v in conf.items()))
-        proc = await trio.lowlevel.open_process(
+        # Started from this (Trio's) thread, not a helper thread: the death signal
+        # set in _child_setup fires when the *thread* that forked exits, and Trio's
+        # thread cache retires idle threads after a few seconds.
+        proc = subprocess.Popen(  # noqa: ASYNC220 - see above; forking is quick
             [binary, str(conf_file)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -187,14 +190,15 @@ async def _stop_stale(root: Path) -> None:
             await trio.sleep(0.05)
 
 
-async def _stop(proc: trio.Process) -> None:
-    if proc.returncode is None:
+async def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         with trio.move_on_after(STOP_TIMEOUT):
-            await proc.wait()
-        if proc.returncode is None:
+            while proc.poll() is None:
+                await trio.sleep(0.02)
+        if proc.poll() is None:
             proc.kill()
-            await proc.wait()
+            proc.wait()
     log.info("embedded broker stopped")
 
 

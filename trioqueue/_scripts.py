@@ -117,7 +117,8 @@ return {ids, dups}
 #       then n x (entry id, job id if it was sent with a caller-chosen id else '',
 #                 result key index or 0, outcome document)
 # Acknowledges and deletes each entry this consumer still owns and stores its result.
-# Returns the ids that were *not* owned (fenced).
+# Returns the ids now pending for another consumer (fenced); ids no longer pending at
+# all were already acknowledged by an earlier call and are skipped silently.
 ACK = (
     "#!lua flags=allow-oom\n"
     + _PRELUDE
@@ -153,9 +154,12 @@ for i = 0, n - 1 do
     if ARGV[b + 1] ~= '' then release_unique(stream, ARGV[b + 1], ttl) end
     local k = tonumber(ARGV[b + 2])
     if k > 0 then store_outcome(KEYS[k], ARGV[b + 3], ttl) end
-  else
+  elseif redis.call('XPENDING', stream, group, id, id, 1)[1] ~= nil then
+    -- Pending for another consumer: we were fenced.
     fenced[#fenced + 1] = id
   end
+  -- (Not pending at all: already acknowledged, e.g. a retried call whose first
+  -- reply was lost. Nothing to do.)
 end
 if #ids > 0 then
   redis.call('XACK', stream, group, unpack(ids))

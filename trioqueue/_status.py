@@ -6,9 +6,11 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
+from coredis.tokens import PureToken
 
 from trioqueue._connection import Redis
 from trioqueue._keys import GROUP, PartitionKeys, member_key, members_key
+from trioqueue._scripts import SERVER_TIME
 
 
 async def partition_count(redis: Redis, prefix: str, queue: str, default: int = 1) -> int:
@@ -22,9 +24,13 @@ async def collect_status(
 ) -> dict[str, Any]:
     """One JSON-ready document: the live ``members`` (each with the partitions it owns
     per ordered queue) and per-queue ``partitions`` figures."""
-    now: Any = await redis.time()
-    now_ms = int(now.timestamp()) * 1000
-    member_ids: Any = await redis.zrangebyscore(members_key(prefix), now_ms, float("inf"))
+    # TIME through a script: the client's TIME reply loses the milliseconds, and a
+    # member whose heartbeat expired within the last second would still look live.
+    now: Any = await redis.register_script(SERVER_TIME)(keys=[], args=[])
+    now_ms = int(now[0]) * 1000 + int(now[1]) // 1000
+    member_ids: Any = await redis.zrange(
+        members_key(prefix), now_ms, "+inf", sortby=PureToken.BYSCORE
+    )
     members: dict[str, dict[str, Any]] = {}
     for raw_id in member_ids or ():
         member = _text(raw_id)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import orjson
 import trio
+from coredis.tokens import PureToken
 
 from trioqueue._app import Handler
 from trioqueue._assign import assign
@@ -342,7 +343,9 @@ class OrderedQueue:
         """Members whose heartbeat is current and who consume this queue."""
         sup = self.sup
         now_ms = int((await sup.server_now()).timestamp() * 1000)
-        ids: Any = await sup.redis.zrangebyscore(members_key(sup.prefix), now_ms, float("inf"))
+        ids: Any = await sup.redis.zrange(
+            members_key(sup.prefix), now_ms, "+inf", sortby=PureToken.BYSCORE
+        )
         out = []
         for raw in ids or ():
             member = _text(raw)
