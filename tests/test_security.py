@@ -26,7 +26,7 @@ WORKER_COMMANDS = (
 PRODUCER_COMMANDS = (
     "+ping +hello +client|setname +client|setinfo +evalsha +eval +script|load +set +get "
     "+del +exists +blpop +xadd +xdel +xlen +hget +hmget +xrange +xpending +zrange +zrem +rpush "
-    "+pexpire +publish"
+    "+pexpire +publish +time +zadd +xrevrange"
 )
 
 
@@ -71,6 +71,9 @@ async def test_worker_and_producer_run_as_least_privilege_acl_users(
             assert await client.result(job, timeout=10) == "HI"
             slow = await client.send(Echo("x"), queue="unused")
             assert await client.cancel(slow) == "removed"
+            later = await client.send(Echo("later"), delay=30)
+            assert (await client.status(later)).state == "scheduled"
+            assert await client.retry_dead_letters("echo") == (0, 0)
         sup.shutdown()
     assert seen == ["hi"]
 

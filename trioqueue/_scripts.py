@@ -267,8 +267,11 @@ return {#due, wait}
 # alone; a busy caller leaves them (unclaimed, their counters untouched) and counts them.
 # Returns {claimed: {id, fields, deliveries, suspect}..., dead_count, lost_count,
 # suspects_left}.
+# allow-oom: taking over stranded entries is how a full broker gets drained after a
+# worker died; it adds memory only when it moves an entry to the dead-letter stream,
+# and then deletes that entry from its stream in the same step.
 RECLAIM = (
-    "#!lua\n"
+    "#!lua flags=allow-oom\n"
     + _PRELUDE
     + """
 local stream, dead, group, me = KEYS[1], KEYS[2], ARGV[1], ARGV[2]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -31,6 +32,7 @@ class OutageTracker:
         self._url = url
         self._since: float | None = None
         self.outages = 0
+        self._oom_logged = -math.inf
         self.on_recover: list[Callable[[], None]] = []
 
     @property
@@ -38,6 +40,18 @@ class OutageTracker:
         return self._since is not None
 
     def failed(self, what: str, exc: BaseException) -> None:
+        if "OOM" in str(exc):
+            # Out of memory is not an outage: acknowledgements still go through, so
+            # calls would flip between failing and working. Say so once a minute.
+            now = trio.current_time()
+            if now - self._oom_logged >= 60.0:
+                self._oom_logged = now
+                log.warning(
+                    "broker is out of memory (maxmemory reached): %s is refused until "
+                    "jobs are drained; acknowledgements and heartbeats still work",
+                    what,
+                )
+            return
         if self._since is None:
             self._since = trio.current_time()
             self.outages += 1
