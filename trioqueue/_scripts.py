@@ -117,8 +117,8 @@ return {ids, dups}
 #       then n x (entry id, job id if it was sent with a caller-chosen id else '',
 #                 result key index or 0, outcome document)
 # Acknowledges and deletes each entry this consumer still owns and stores its result.
-# Returns the ids now pending for another consumer (fenced); ids no longer pending at
-# all were already acknowledged by an earlier call and are skipped silently.
+# Returns {ids pending for another consumer (fenced), ids not pending at all (settled
+# already: by an earlier call of ours whose reply was lost, or by another member)}.
 ACK = (
     "#!lua flags=allow-oom\n"
     + _PRELUDE
@@ -145,7 +145,7 @@ local mine = {}
 for _, p in ipairs(redis.call('XPENDING', stream, group, lo, hi, 1000000, me)) do
   mine[p[1]] = true
 end
-local fenced, ids = {}, {}
+local fenced, gone, ids = {}, {}, {}
 for i = 0, n - 1 do
   local b = 5 + i * 4
   local id = ARGV[b]
@@ -155,17 +155,16 @@ for i = 0, n - 1 do
     local k = tonumber(ARGV[b + 2])
     if k > 0 then store_outcome(KEYS[k], ARGV[b + 3], ttl) end
   elseif redis.call('XPENDING', stream, group, id, id, 1)[1] ~= nil then
-    -- Pending for another consumer: we were fenced.
-    fenced[#fenced + 1] = id
+    fenced[#fenced + 1] = id  -- pending for another consumer
+  else
+    gone[#gone + 1] = id  -- settled already: by us (a retried call) or by another
   end
-  -- (Not pending at all: already acknowledged, e.g. a retried call whose first
-  -- reply was lost. Nothing to do.)
 end
 if #ids > 0 then
   redis.call('XACK', stream, group, unpack(ids))
   redis.call('XDEL', stream, unpack(ids))
 end
-return fenced
+return {fenced, gone}
 """
 )
 

@@ -74,13 +74,14 @@ async def test_sigstop_past_ttl_is_fenced_and_rejoins(
     # worker room to take them all over.
     w = workers(server, prefix, min_ms=150, max_ms=400, long_ms=6000)
     a = await w.start("a")
-    await w.start("b")
     producer = Producer(server.url, prefix, w.history)
     nemesis = Nemesis(server, prefix, w)
     kinds = {f"j{i:06d}": "long" if i % 60 == 5 else "ok" for i in range(300)}
     async with trio.open_nursery() as nursery:
         nursery.start_soon(producer.run, 300, 30.0, lambda i: kinds[f"j{i:06d}"])
+        # Alone until it runs a long job (with two workers, which one takes it is luck).
         await wait_for(lambda: w.started(a.member, kinds, "long"), timeout=15)
+        await w.start("b")
         await nemesis.wait_held("a", 3)
         long_jobs = w.started(a.member, kinds, "long")
         await nemesis.sigstop("a", duration=4.0)

@@ -93,6 +93,7 @@ class _Settlements:
         self._rec = rec
         self._member = member
         self._jobs = jobs
+        self._last_failed_ack: list[Any] | None = None
 
     def _job(self, entry: Any) -> str:
         entry = _text(entry)
@@ -104,8 +105,18 @@ class _Settlements:
 
     def ack(self, args: Any, res: Any, failed: bool) -> None:
         # ARGV: group, consumer, result ttl, n, then n x (entry, job, key index, document)
+        # The reply is {fenced, gone}: entries gone from the pending list were settled
+        # by someone else, unless this call repeats one whose reply was lost (then the
+        # earlier call, recorded as ack.info, applied them).
         n = int(args[3])
-        refused = set() if failed else {_text(x) for x in res}
+        retry = self._last_failed_ack == list(args)
+        self._last_failed_ack = list(args) if failed else None
+        refused: set[str] = set()
+        if not failed:
+            fenced, gone = res
+            refused = {_text(x) for x in fenced}
+            if not retry:
+                refused |= {_text(x) for x in gone}
         for i in range(n):
             entry = _text(args[4 + i * 4])
             ev = "ack.info" if failed else "ack.fenced" if entry in refused else "ack.ok"

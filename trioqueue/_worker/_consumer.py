@@ -735,10 +735,19 @@ class Consumer:
                         keys.append(self.keys.result(job_id))
                         args += [entry_id, release, len(keys), stored]
 
+                attempts = 0
+
                 async def call(keys: list[str] = keys, args: list[Any] = args) -> Any:
+                    nonlocal attempts
+                    attempts += 1
                     return await run_script(self.sup.redis, self.sup.scripts.ack, keys, args)
 
-                fenced = {_text(x) for x in await self.sup.outage.call("acknowledge", call)}
+                fenced_raw, gone_raw = await self.sup.outage.call("acknowledge", call)
+                fenced = {_text(x) for x in fenced_raw}
+                if attempts == 1:
+                    # First try: an entry no longer pending was settled by someone else.
+                    fenced |= {_text(x) for x in gone_raw}
+                # (On a retry it may be our own first call, whose reply was lost.)
                 for entry_id, _, _, _ in batch:
                     self._unacked.discard(entry_id)
                     if entry_id in fenced:

@@ -247,6 +247,10 @@ class OrderedConsumer(Consumer):
     # ------------------------------------------------------------------ retries
 
     async def _run_job(self, env: Envelope, scope: trio.CancelScope, deliveries: int) -> None:
+        # A job dispatched just before the process stalled starts in the first round
+        # after it, when Trio has just noticed a lease deadline that passed meanwhile:
+        # no handler code may run then, not even up to its first await.
+        await trio.lowlevel.checkpoint_if_cancelled()
         # Kept while the job runs, for its retries in place (see _failed).
         self._deliveries[env.entry_id] = deliveries
         try:
