@@ -49,3 +49,4 @@ def bench(session: nox.Session) -> None:
     """Benchmark trioqueue against a raw Redis loop on a private server."""
     session.install("-e", ".[test]")
     session.run("python", "benchmarks/bench.py", *session.posargs)
+    session.run("python", "benchmarks/ordered.py")
