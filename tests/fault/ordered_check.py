@@ -3,7 +3,9 @@
 A *run* is one execution of a job by one member: a ``start`` and then an ``end`` (ok
 or error), a ``cancelled``, or nothing when SIGKILL cut it off. Faults are what the
 test did to a member: ``sigkill`` at ``t0``; ``sigstop`` at ``t0`` with SIGCONT at
-``t1``; ``sigterm`` (a graceful stop) at ``t0``.
+``t1``; ``sigterm`` (a graceful stop) at ``t0``. A member's *tenure* of a partition is
+its lease under one epoch: it ends released (handed over after draining) or lost (the
+lease expired or was taken over: the member was killed, paused, or starved of CPU).
 
 Properties checked, per key (all jobs of a key live in one partition):
 
@@ -14,13 +16,18 @@ Properties checked, per key (all jobs of a key live in one partition):
   of seq n-1 ended ok;
 - exclusion: a run starts only after every earlier run of its key ended. A run without
   an end ends, for this purpose, when its member was killed, or when it was stopped
-  if it was cancelled after SIGCONT (a frozen process does nothing);
-- no zombie: a member stopped past its lease records no end for a run that was in
-  flight when it stopped;
-- duplicates (a seq run again after a run of it ended ok) only after a fault of the
-  member of that earlier run, between its end and the re-run;
-- fencing epochs: per partition, runs sorted by start never go back in epoch, and
-  each epoch belongs to one member.
+  if it was cancelled after SIGCONT (a stopped process does nothing). A run cancelled
+  because its tenure was lost never ended at all: such fenced runs may overlap later
+  ones (a paused handler cannot be un-run) and are counted;
+- duplicates (a seq run again after a run of it ended ok) only when that earlier run's
+  tenure was lost or its member killed or stopped after it ended;
+
+and per partition:
+
+- fencing epochs: runs sorted by start never go back in epoch, and each epoch belongs
+  to one member;
+- no zombie: no run of an epoch ends after a run of a later epoch started, and a
+  member stopped past its lease records no end for a run in flight when it stopped.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ import attrs
 import orjson
 
 # Timestamps of different processes are compared: allow for the time between
-# reading the clock and acting (a record is written right after the stamp).
+# reading the clock and acting.
 SLACK = 0.005
 
 
@@ -65,6 +72,15 @@ class Fault:
     t1: float = 0.0
 
 
+@attrs.frozen
+class LeaseEvent:
+    ts: float
+    member: str
+    partition: int
+    what: str  # acquired, released, lost
+    epoch: int | None = None
+
+
 @attrs.define
 class Report:
     runs: int = 0
@@ -72,7 +88,9 @@ class Report:
     error_runs: int = 0
     cancelled_runs: int = 0
     killed_runs: int = 0
+    fenced_runs: int = 0
     duplicates: int = 0
+    tenures_lost: int = 0
     problems: list[str] = attrs.Factory(list)
     # Keys whose jobs ran in more than one partition (after a partition increase).
     moved_keys: int = 0
@@ -82,46 +100,75 @@ class Report:
     def summary(self) -> str:
         text = (
             f"runs {self.runs}: ok {self.ok_runs}, failed attempts {self.error_runs}, "
-            f"cancelled {self.cancelled_runs}, cut off by SIGKILL {self.killed_runs}; "
-            f"duplicates {self.duplicates}; problems {len(self.problems)}"
+            f"cancelled {self.cancelled_runs} (fenced {self.fenced_runs}), cut off by "
+            f"SIGKILL {self.killed_runs}; duplicates {self.duplicates}; leases lost "
+            f"{self.tenures_lost}; problems {len(self.problems)}"
         )
         if self.moved_keys:
             text += (
-                f"\nkeys that moved partition {self.moved_keys}: out of send order "
-                f"{self.moved_out_of_order}, overlapping runs {self.moved_overlaps}"
+                f"\nkeys that moved partition {self.moved_keys}: of these, out of send "
+                f"order {self.moved_out_of_order}, with overlapping runs {self.moved_overlaps}"
             )
         return text
+
+
+def _events(directory: str | Path) -> Iterable[dict[str, Any]]:
+    for path in sorted(Path(directory).glob("*.jsonl")):
+        for line in path.read_bytes().splitlines():
+            try:
+                yield orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue  # a line cut by SIGKILL mid-write carries no fact
 
 
 def load_runs(directory: str | Path) -> list[Run]:
     """Every run recorded in ``directory/*.jsonl``, by start time."""
     runs: dict[str, Run] = {}
-    for path in sorted(Path(directory).glob("*.jsonl")):
-        for line in path.read_bytes().splitlines():
-            try:
-                e = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue  # a line cut by SIGKILL mid-write carries no fact
-            if e["ev"] == "start":
-                runs[e["run"]] = Run(
-                    run=e["run"],
-                    job=e["job"],
-                    key=e["key"],
-                    seq=e["seq"],
-                    member=e["member"],
-                    pid=e["pid"],
-                    partition=e["partition"],
-                    epoch=e["epoch"],
-                    deliveries=e["deliveries"],
-                    attempt=e["attempt"],
-                    start=e["ts"],
-                )
-            elif e["ev"] == "end":
-                r = runs[e["run"]]
-                r.end, r.outcome = e["ts"], e["outcome"]
-            elif e["ev"] == "cancelled":
-                runs[e["run"]].cancelled = e["ts"]
+    for e in _events(directory):
+        if e["ev"] == "start":
+            runs[e["run"]] = Run(
+                run=e["run"],
+                job=e["job"],
+                key=e["key"],
+                seq=e["seq"],
+                member=e["member"],
+                pid=e["pid"],
+                partition=e["partition"],
+                epoch=e["epoch"],
+                deliveries=e["deliveries"],
+                attempt=e["attempt"],
+                start=e["ts"],
+            )
+        elif e["ev"] == "end":
+            r = runs[e["run"]]
+            r.end, r.outcome = e["ts"], e["outcome"]
+        elif e["ev"] == "cancelled":
+            runs[e["run"]].cancelled = e["ts"]
     return sorted(runs.values(), key=lambda r: r.start)
+
+
+def load_leases(directory: str | Path) -> list[LeaseEvent]:
+    """Every lease event recorded in ``directory/*.jsonl``, by time."""
+    out = [
+        LeaseEvent(e["ts"], e["member"], e["partition"], e["what"], e.get("epoch"))
+        for e in _events(directory)
+        if e["ev"] == "lease"
+    ]
+    return sorted(out, key=lambda e: e.ts)
+
+
+def lost_tenures(leases: Iterable[LeaseEvent]) -> set[tuple[str, int, int]]:
+    """(member, partition, epoch) of every tenure that ended lost, not released."""
+    current: dict[tuple[str, int], int] = {}
+    lost: set[tuple[str, int, int]] = set()
+    for e in leases:
+        if e.what == "acquired" and e.epoch is not None:
+            current[(e.member, e.partition)] = e.epoch
+        elif e.what == "lost" and (e.member, e.partition) in current:
+            lost.add((e.member, e.partition, current.pop((e.member, e.partition))))
+        elif e.what == "released":
+            current.pop((e.member, e.partition), None)
+    return lost
 
 
 def check(
@@ -129,6 +176,7 @@ def check(
     sent: Mapping[str, int],
     faults: Iterable[Fault],
     *,
+    leases: Iterable[LeaseEvent] = (),
     results: Mapping[str, Any] | None = None,
     lease_ttl: float = math.inf,
     across_partitions: bool = True,
@@ -143,20 +191,25 @@ def check(
     """
     runs = sorted(runs, key=lambda r: r.start)
     faults = list(faults)
-    r = Report(runs=len(runs))
+    lost = lost_tenures(leases)
+    r = Report(runs=len(runs), tenures_lost=len(lost))
     killed = {f.member: f.t0 for f in faults if f.kind == "sigkill"}
     stops: dict[str, list[Fault]] = defaultdict(list)
     for f in faults:
         if f.kind == "sigstop":
             stops[f.member].append(f)
 
-    def effective_end(run: Run) -> float:
+    def effective_end(run: Run) -> float | None:
+        """When the run ended for exclusion; None: fenced, it never ended at all."""
         if run.end is not None:
             return run.end
         if run.cancelled is not None:
             for f in stops.get(run.member, []):
                 if run.start < f.t0 and run.cancelled >= f.t1:
                     return f.t0
+            if (run.member, run.partition, run.epoch) in lost:
+                r.fenced_runs += 1
+                return None
             return run.cancelled
         t = killed.get(run.member)
         if t is not None and t >= run.start:
@@ -225,20 +278,7 @@ def check(
     for run in runs:
         by_partition[run.partition].append(run)
     for partition, part_runs in by_partition.items():
-        owners: dict[int, str] = {}
-        newest = -1
-        for run in part_runs:
-            if owners.setdefault(run.epoch, run.member) != run.member:
-                r.problems.append(
-                    f"partition {partition} epoch {run.epoch} held by {owners[run.epoch]} "
-                    f"and {run.member}"
-                )
-            if run.epoch < newest:
-                r.problems.append(
-                    f"partition {partition}: run {run.run} ({run.key}/{run.seq}) of epoch "
-                    f"{run.epoch} started after a run of epoch {newest}"
-                )
-            newest = max(newest, run.epoch)
+        _epochs(partition, part_runs, r)
 
     if results is not None:
         last_ok: dict[str, Run] = {}
@@ -255,7 +295,7 @@ def check(
                     f"{doc.get('run')} (epoch {doc.get('epoch')}), not of its last run "
                     f"{run.run} (epoch {run.epoch})"
                 )
-    r.duplicates = _duplicates(by_key, faults, r)
+    r.duplicates = _duplicates(by_key, faults, lost, r)
     return r
 
 
@@ -279,20 +319,56 @@ def _order(runs: list[Run], r: Report, *, strict: bool) -> None:
             ok_end.setdefault(run.seq, run.end)
 
 
-def _exclusion(runs: list[Run], ends: Mapping[str, float], r: Report) -> None:
+def _exclusion(runs: list[Run], ends: Mapping[str, float | None], r: Report) -> None:
     latest: Run | None = None
+    latest_end = -math.inf
     for run in runs:
-        if latest is not None and ends[latest.run] > run.start + SLACK:
+        if latest is not None and latest_end > run.start + SLACK:
             r.problems.append(
                 f"overlap: {run.key}/{run.seq} (run {run.run}, {run.member}) started at "
                 f"{run.start:.3f} while {latest.key}/{latest.seq} (run {latest.run}, "
-                f"{latest.member}) ran until {ends[latest.run]:.3f}"
+                f"{latest.member}) ran until {latest_end:.3f}"
             )
-        if latest is None or ends[run.run] > ends[latest.run]:
-            latest = run
+        end = ends[run.run]
+        if end is not None and end > latest_end:
+            latest, latest_end = run, end
 
 
-def _duplicates(by_key: Mapping[str, list[Run]], faults: list[Fault], r: Report) -> int:
+def _epochs(partition: int, runs: list[Run], r: Report) -> None:
+    owners: dict[int, str] = {}
+    newest = -1
+    began: dict[int, float] = {}  # epoch -> first start
+    for run in runs:
+        if owners.setdefault(run.epoch, run.member) != run.member:
+            r.problems.append(
+                f"partition {partition} epoch {run.epoch} held by {owners[run.epoch]} "
+                f"and {run.member}"
+            )
+        if run.epoch < newest:
+            r.problems.append(
+                f"partition {partition}: run {run.run} ({run.key}/{run.seq}) of epoch "
+                f"{run.epoch} started after a run of epoch {newest}"
+            )
+        newest = max(newest, run.epoch)
+        began.setdefault(run.epoch, run.start)
+    for run in runs:
+        if run.end is None:
+            continue
+        later = [t for epoch, t in began.items() if epoch > run.epoch]
+        if later and run.end > min(later) + SLACK:
+            r.problems.append(
+                f"zombie: run {run.run} ({run.key}/{run.seq}) of epoch {run.epoch} in "
+                f"partition {partition} ended at {run.end:.3f}, after a later epoch "
+                f"began at {min(later):.3f}"
+            )
+
+
+def _duplicates(
+    by_key: Mapping[str, list[Run]],
+    faults: list[Fault],
+    lost: set[tuple[str, int, int]],
+    r: Report,
+) -> int:
     count = 0
     for key_runs in by_key.values():
         last_ok: dict[int, Run] = {}
@@ -301,16 +377,17 @@ def _duplicates(by_key: Mapping[str, list[Run]], faults: list[Fault], r: Report)
             if prev is not None and prev.end is not None:
                 count += 1
                 end = prev.end
-                if not any(
+                explained = (prev.member, prev.partition, prev.epoch) in lost or any(
                     f.member == prev.member
                     and f.kind in ("sigkill", "sigstop")
                     and end - SLACK <= f.t0 <= run.start
                     for f in faults
-                ):
+                )
+                if not explained:
                     r.problems.append(
                         f"duplicate: {run.key}/{run.seq} ran again (run {run.run}, "
                         f"{run.member}) after run {prev.run} of {prev.member} had completed, "
-                        "with no fault in between"
+                        "and that member neither lost its lease nor was killed or stopped"
                     )
             if run.outcome == "ok":
                 last_ok[run.seq] = run

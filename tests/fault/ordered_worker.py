@@ -12,6 +12,9 @@ Jobs are ``Step`` messages: the ``seq``-th job sent for ``key``. Each run record
 - then one of ``end`` (``outcome`` ok or error) or ``cancelled``; a run cut off by
   SIGKILL records neither.
 
+and, from the worker's log, each change of a partition's lease: ``lease`` (``ts``,
+``member``, ``partition``, ``what``: acquired with its ``epoch``, released, or lost).
+
 ``ts`` is ``time.time()``: all processes run on one machine, so runs of different
 processes can be ordered. The handler returns ``{"member", "epoch", "run"}``, which the
 acknowledgement script stores as the job's result only if it was applied: the broker
@@ -98,7 +101,14 @@ async def step(msg: Step) -> dict[str, Any]:
         "attempt": job.attempt,
         "entry": job.entry_id,
     }
-    state.history.record("start", ts=time.time(), **fields)
+    # A pause can fall between any two instructions. Each event is stamped first and
+    # recorded after a checkpoint: had the partition's lease deadline passed by then
+    # (the cancel scope trioqueue keeps around the partition), the checkpoint cancels
+    # the run and nothing is recorded. So every recorded start and end lies inside
+    # the lease of the run's owner, however long the process was stopped.
+    stamp = time.time()
+    await trio.lowlevel.checkpoint()
+    state.history.record("start", ts=stamp, **fields)
     ms = msg.ms if job.deliveries == 1 or msg.again_ms < 0 else msg.again_ms
     if ms < 0:
         ms = random.uniform(state.min_ms, state.max_ms)
@@ -106,10 +116,6 @@ async def step(msg: Step) -> dict[str, Any]:
         await trio.sleep(ms / 1000)
         if msg.flaky and job.attempt == 1:
             raise RuntimeError(f"{msg.key}/{msg.seq} fails its first attempt")
-        # The run's effect happens at `stamp`; it commits at the checkpoint after it.
-        # A pause can fall between any two instructions: had the partition's lease
-        # deadline passed by then, the checkpoint cancels the run and nothing commits,
-        # so every recorded end lies inside the lease of the run's owner.
         stamp = time.time()
         await trio.lowlevel.checkpoint()
     except trio.Cancelled:
@@ -120,6 +126,37 @@ async def step(msg: Step) -> dict[str, Any]:
         raise
     state.history.record("end", ts=stamp, outcome="ok", **fields)
     return {"member": job.worker, "epoch": job.epoch, "run": run}
+
+
+# The format strings of trioqueue's log lines about leases (trioqueue/_worker/_ordered.py).
+LEASE_LOG = {
+    "queue %s partition %d: acquired (epoch %d)": "acquired",
+    "queue %s partition %d: released": "released",
+    "queue %s partition %d: lease lost or expired; its jobs were cancelled": "lost",
+}
+
+
+class _LeaseLog(logging.Handler):
+    """Records the supervisor's log lines about partition leases as history events."""
+
+    def __init__(self, history: _History, member: str) -> None:
+        super().__init__()
+        self.history = history
+        self.member = member
+
+    def emit(self, record: logging.LogRecord) -> None:
+        what = LEASE_LOG.get(str(record.msg))
+        if what is None or not isinstance(record.args, tuple):
+            return
+        epoch = record.args[2] if what == "acquired" else None
+        self.history.record(
+            "lease",
+            ts=record.created,
+            member=self.member,
+            partition=record.args[1],
+            what=what,
+            epoch=epoch,
+        )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -167,6 +204,7 @@ async def main(a: argparse.Namespace) -> None:
     history = _History(a.history)
     _state = _State(history, a.min_ms, a.max_ms)
     sup = trioqueue.Supervisor(app, parse_config(config_data(a)), handle_signals=True)
+    logging.getLogger("trioqueue").addHandler(_LeaseLog(history, sup.member_id))
     async with trio.open_nursery() as nursery:
         await nursery.start(sup.run)
         history.record("member", ts=time.time(), member=sup.member_id)

@@ -10,7 +10,9 @@ partition had a live owner again and the assignment was balanced.
 
 from __future__ import annotations
 
+import logging
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -26,9 +28,10 @@ import pytest
 import trio
 from coredis.tokens import PureToken
 
-from tests.conftest import Server, wait_for
+import trioqueue
+from tests.conftest import Server, make_config, wait_for
 from tests.fault.harness import FIGURES
-from tests.fault.ordered_check import Fault, Report, Run, check, load_runs
+from tests.fault.ordered_check import Fault, Report, Run, check, load_leases, load_runs
 from tests.fault.ordered_worker import QUEUE, Step, app
 from trioqueue._connection import connected
 from trioqueue._keys import GROUP, PartitionKeys, members_key
@@ -87,6 +90,13 @@ class Fleet:
         self.procs: dict[str, Proc] = {}
         self.every: list[Proc] = []
         self.faults: list[Fault] = []
+        self._faults_log = self.history / "faults.jsonl"
+
+    def _fault(self, fault: Fault) -> Fault:
+        self.faults.append(fault)
+        with self._faults_log.open("ab") as log:
+            log.write(orjson.dumps({"ev": "fault", **attrs.asdict(fault)}) + b"\n")
+        return fault
 
     async def start(self, name: str) -> Proc:
         n = len(self.every)
@@ -124,9 +134,7 @@ class Fleet:
         os.kill(p.proc.pid, signal.SIGKILL)
         p.proc.wait()
         # Taken once it is dead: nothing of it can happen after this.
-        fault = Fault("sigkill", p.member, time.time())
-        self.faults.append(fault)
-        return fault
+        return self._fault(Fault("sigkill", p.member, time.time()))
 
     async def sigstop(self, name: str) -> float:
         p = self.procs[name]
@@ -137,14 +145,13 @@ class Fleet:
     def sigcont(self, name: str, stopped_at: float) -> Fault:
         p = self.procs[name]
         # Taken before it runs again: anything it does after this may be a zombie's.
-        fault = Fault("sigstop", p.member, stopped_at, time.time())
+        fault = self._fault(Fault("sigstop", p.member, stopped_at, time.time()))
         os.kill(p.proc.pid, signal.SIGCONT)
-        self.faults.append(fault)
         return fault
 
     async def terminate(self, name: str, timeout: float = 15.0) -> int | None:
         p = self.procs.pop(name)
-        self.faults.append(Fault("sigterm", p.member, time.time()))
+        self._fault(Fault("sigterm", p.member, time.time()))
         os.kill(p.proc.pid, signal.SIGTERM)
         await wait_for(lambda: not p.alive(), timeout=timeout, interval=0.02)
         return p.proc.returncode
@@ -169,8 +176,8 @@ class Fleet:
     def runs(self) -> list[Run]:
         return load_runs(self.history)
 
-    def stderr_of_all(self) -> str:
-        return "\n".join(p.stderr() for p in self.every)
+    def check(self, sent: dict[str, int], **options: Any) -> Report:
+        return check(self.runs(), sent, self.faults, leases=load_leases(self.history), **options)
 
 
 @pytest.fixture
@@ -262,9 +269,8 @@ async def stored_results(redis: Any, prefix: str, jobs: list[Job]) -> dict[str, 
         chunk = jobs[start : start + 500]
         keys = [PartitionKeys(prefix, QUEUE, j.partition).result(j.id) for j in chunk]
         for job, doc in zip(chunk, await redis.mget(keys), strict=True):
-            parsed = orjson.loads(doc) if doc is not None else None
-            ok = parsed is not None and parsed.get("state") == "succeeded"
-            out[job.id] = parsed["result"] if ok else None
+            parsed = orjson.loads(doc) if doc is not None else {}
+            out[job.id] = parsed["result"] if parsed.get("state") == "succeeded" else None
     return out
 
 
@@ -310,6 +316,13 @@ def ok_runs(f: Fleet) -> int:
     return sum(1 for r in f.runs() if r.outcome == "ok")
 
 
+async def progress(f: Fleet, runs: int, total: int) -> None:
+    """Wait until ``runs`` more runs completed (of ``total`` jobs): faults are spaced
+    by work done, so that each one hits jobs in flight."""
+    target = min(ok_runs(f) + runs, total)
+    await wait_for(lambda: ok_runs(f) >= target, timeout=30, interval=0.05)
+
+
 def in_flight(f: Fleet, member: str) -> list[Run]:
     return [r for r in f.runs() if r.member == member and r.end is None and r.cancelled is None]
 
@@ -341,26 +354,21 @@ async def test_ordered_keys_survive_join_kill_pause_and_stop(
     figures: dict[str, float] = {}
     async with connected(server.url) as redis:
         leases = Leases(redis, prefix, partitions)
-        since = trio.current_time()
         a, b, c = await f.start_many("a", "b", "c")
+        since = trio.current_time()
         live = {a.member, b.member, c.member}
-        figures["3 workers start -> assigned"] = await leases.wait_assigned(live, since)
-
-        async def progress(runs: int) -> None:
-            # Faults are spaced by work done, so each one hits jobs in flight.
-            target = min(ok_runs(f) + runs, 3000)
-            await wait_for(lambda: ok_runs(f) >= target, timeout=30, interval=0.05)
+        figures["3 workers started -> assigned"] = await leases.wait_assigned(live, since)
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(producer.run, 0.4, lambda k, s: k % 6 == 0 and s % 10 == 3)
-            await progress(150)
+            await progress(f, 150, 3000)
 
             d = await f.start("d")
             since = trio.current_time()
             live.add(d.member)
             figures["join -> reassigned"] = await leases.wait_assigned(live, since)
 
-            await progress(150)
+            await progress(f, 150, 3000)
             await wait_for(lambda: in_flight(f, b.member), timeout=10, interval=0.01)
             since = trio.current_time()
             f.kill("b")
@@ -371,7 +379,7 @@ async def test_ordered_keys_survive_join_kill_pause_and_stop(
             live.add(b2.member)
             figures["restart -> reassigned"] = await leases.wait_assigned(live, since)
 
-            await progress(150)
+            await progress(f, 150, 3000)
             await wait_for(lambda: in_flight(f, c.member), timeout=10, interval=0.01)
             since = trio.current_time()
             stopped_at = await f.sigstop("c")
@@ -386,7 +394,7 @@ async def test_ordered_keys_survive_join_kill_pause_and_stop(
             live.add(c.member)
             figures["SIGCONT -> rejoined"] = await leases.wait_assigned(live, since)
 
-            await progress(150)
+            await progress(f, 150, 3000)
             since = trio.current_time()
             assert await f.terminate("a") == 0, a.stderr()[-4000:]
             live.discard(a.member)
@@ -401,7 +409,7 @@ async def test_ordered_keys_survive_join_kill_pause_and_stop(
         results = await stored_results(redis, prefix, producer.jobs)
     codes = await f.stop_all()
     assert all(code == 0 for code in codes.values()), codes
-    report = check(f.runs(), producer.sent(), f.faults, results=results, lease_ttl=TTL)
+    report = f.check(producer.sent(), results=results, lease_ttl=TTL)
     report_figures("ordered: join, SIGKILL, SIGSTOP, SIGTERM", figures, report)
     assert report.problems == [], "\n".join(report.problems[:30])
     assert len(producer.jobs) == 3000
@@ -514,13 +522,7 @@ async def test_paused_owner_is_fenced_by_its_lease(
         await wait_for(lambda: "lease lost or expired" in a.stderr(), timeout=10)
 
         def completed() -> bool:
-            return {r.seq for r in f.runs() if r.key == key and r.outcome == "ok"} == {
-                0,
-                1,
-                2,
-                3,
-                4,
-            }
+            return {r.seq for r in f.runs() if r.key == key and r.outcome == "ok"} == set(range(5))
 
         await wait_for(completed, timeout=15)
 
@@ -547,7 +549,7 @@ async def test_paused_owner_is_fenced_by_its_lease(
     # Only the new owner's acknowledgement was applied: it stored its run's result.
     assert results[jobs[0].id] == {"member": b.member, "epoch": epoch_b, "run": rerun.run}
     assert [r for r in f.runs() if r.key == key and r.member == a.member and r.seq > 0] == []
-    report = check(f.runs(), {key: 5}, f.faults, results=results, lease_ttl=0)
+    report = f.check({key: 5}, results=results, lease_ttl=0)
     report_figures(
         "ordered: SIGSTOP past the lease",
         {"SIGSTOP -> job re-run by the new owner": takeover, "SIGCONT -> rejoined": rejoin},
@@ -629,7 +631,7 @@ async def test_partition_increase_while_running(
     assert len(doc["queues"][QUEUE]["partitions"]) == after
     assert sorted(p for m in doc["members"] for p in m["partitions"][QUEUE]) == list(range(after))
     assert {j.partition for j in producer.jobs} == set(range(after))
-    report = check(f.runs(), producer.sent(), f.faults, results=results, across_partitions=False)
+    report = f.check(producer.sent(), results=results, across_partitions=False)
     report_figures(
         "ordered: partitions 2 -> 6 while running",
         {"count stored -> new partitions owned, balanced": grown},
@@ -685,7 +687,7 @@ async def test_lone_owner_paused_past_its_lease_takes_its_work_back_in_order(
     codes = await f.stop_all()
     assert all(code == 0 for code in codes.values()), codes
     runs = f.runs()
-    report = check(runs, {k: 5 for k in keys}, f.faults, results=results, lease_ttl=TTL)
+    report = f.check({k: 5 for k in keys}, results=results, lease_ttl=TTL)
     report_figures(
         "ordered: lone owner paused past its lease",
         {"SIGCONT -> partition acquired again": again},
@@ -695,6 +697,111 @@ async def test_lone_owner_paused_past_its_lease_takes_its_work_back_in_order(
     first = [r for r in runs if r.seq == 0 and r.epoch == epoch]
     assert len(first) == 3 and all(r.cancelled is not None for r in first)
     redone = [r for r in runs if r.seq == 0 and r.outcome == "ok"]
-    assert len(redone) == 3 and all(r.epoch > epoch and r.deliveries == 2 for r in redone)
+    assert len(redone) == 3 and all(r.epoch > epoch and r.deliveries >= 2 for r in redone)
     assert "partition 0: took over" in a.stderr()
     assert_clean_logs(f)
+
+
+@pytest.mark.fault
+async def test_pauses_around_the_lease_ttl(
+    server: Server, prefix: str, fleet: Callable[..., Fleet]
+) -> None:
+    """Workers paused again and again for about a TTL, as a starved or swapped-out
+    process would be: some pauses cost the lease, some do not, and a member may take
+    back the very partitions it lost. Order, exclusion and fencing hold throughout."""
+    seed = random.randrange(1 << 32)
+    print(f"pauses seed {seed}")
+    rng = random.Random(seed)
+    partitions = 8
+    f = fleet(server, prefix, partitions=partitions, ordered=True)
+    producer = Producer(server, prefix, [f"key{i:02d}" for i in range(30)], 40)
+    async with connected(server.url) as redis:
+        leases = Leases(redis, prefix, partitions)
+        since = trio.current_time()
+        procs = await f.start_many("a", "b", "c")
+        await leases.wait_assigned({p.member for p in procs}, since)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(producer.run, 0.3)
+            for _ in range(6):
+                await progress(f, 60, 1200)
+                name = rng.choice("abc")
+                stopped_at = await f.sigstop(name)
+                await trio.sleep(rng.uniform(TTL - 2 * INTERVAL, TTL + 2 * INTERVAL))
+                f.sigcont(name, stopped_at)
+            await producer.done.wait()
+
+            async def drained() -> bool:
+                return await settled(redis, prefix, partitions)
+
+            await wait_for(drained, timeout=30, interval=0.1)
+        results = await stored_results(redis, prefix, producer.jobs)
+    codes = await f.stop_all()
+    assert all(code == 0 for code in codes.values()), codes
+    report = f.check(producer.sent(), results=results, lease_ttl=TTL)
+    pauses = ", ".join(f"{x.t1 - x.t0:.2f}" for x in f.faults)
+    report_figures(f"ordered: 6 pauses of {pauses}s (seed {seed})", {}, report)
+    assert report.problems == [], "\n".join(report.problems[:30])
+    assert_clean_logs(f)
+
+
+@attrs.frozen
+class Entry:
+    key: str
+    seq: int
+
+
+async def test_read_whose_reply_was_lost_hands_the_partition_over(
+    server: Server, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fenced read that delivered entries but whose reply never arrived (the link
+    dropped): the entries wait in the owner's pending list, unknown to it. It must
+    not read past them; it hands the partition over and takes it back under a new
+    epoch, running them first, in order."""
+    caplog.set_level(logging.INFO, logger="trioqueue")
+    ledger = trioqueue.App("lost-reply")
+    ran: list[tuple[str, int, int]] = []
+
+    @ledger.handler(queue="ledger", partitions=1, ordered=True, concurrency=4)
+    async def entry(msg: Entry) -> None:
+        ran.append((msg.key, msg.seq, trioqueue.current_job().epoch))
+        await trio.sleep(0.01)
+
+    lost: list[int] = []
+
+    class LossySupervisor(trioqueue.Supervisor):
+        _wrapped: Any
+
+        @property  # type: ignore[override]
+        def scripts(self) -> Any:
+            return self._wrapped
+
+        @scripts.setter
+        def scripts(self, value: Any) -> None:
+            real = value.ordered_fetch
+
+            async def ordered_fetch(keys: Any, args: Any) -> Any:
+                res = await real(keys=keys, args=args)
+                if res[0] and not lost:
+                    lost.append(len(res[0]))
+                    raise ConnectionError("connection reset while reading the reply")
+                return res
+
+            value.ordered_fetch = ordered_fetch
+            self._wrapped = value
+
+    keys = ["a", "b", "c"]
+    async with ledger.connect(server.url, prefix=prefix) as client:
+        await client.send_many(
+            [Entry(k, seq) for seq in range(10) for k in keys], key=lambda m: m.key
+        )
+    sup = LossySupervisor(ledger, make_config(server.url, prefix))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sup.run)
+        await wait_for(lambda: len(ran) >= 30, timeout=15)
+        sup.shutdown()
+    assert lost and lost[0] > 0
+    for k in keys:
+        assert [seq for key, seq, _ in ran if key == k] == list(range(10)), ran
+    assert {epoch for _, _, epoch in ran} == {2}
+    assert "handing the partition over" in caplog.text
+    assert "took over" in caplog.text

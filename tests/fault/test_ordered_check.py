@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from tests.fault.ordered_check import Fault, Run, check
+from tests.fault.ordered_check import Fault, LeaseEvent, Run, check
 
 _n = 0
 
@@ -50,7 +51,7 @@ def results(runs: list[Run]) -> dict[str, Any]:
     return out
 
 
-def problems(runs: list[Run], sent: dict[str, int], faults: list[Fault] = ()) -> list[str]:  # type: ignore[assignment]
+def problems(runs: list[Run], sent: dict[str, int], faults: Sequence[Fault] = ()) -> list[str]:
     return check(runs, sent, faults, results=results(runs), lease_ttl=1.0).problems
 
 
@@ -129,6 +130,36 @@ def test_acknowledgement_of_an_older_run_applied() -> None:
     assert any("stored result is of run" in p for p in report.problems)
     missing = check([first], {"a": 1}, [], results={})
     assert any("no result stored" in p for p in missing.problems)
+
+
+def test_lost_lease_fences_cancelled_runs_and_explains_duplicates() -> None:
+    # m1 starved past its lease (no fault by the test): m2 took the partition over
+    # and re-ran a job m1 had finished but not acknowledged, and m1's cancellation of
+    # another run was noticed only after m2 began it again.
+    runs = [
+        run("a", 0, 1.0, 1.1),
+        run("b", 0, 1.05, None, cancelled=3.0),
+        run("a", 0, 2.0, 2.1, member="m2", epoch=2),
+        run("b", 0, 2.05, 2.2, member="m2", epoch=2),
+    ]
+    leases = [
+        LeaseEvent(0.5, "m1", 0, "acquired", 1),
+        LeaseEvent(1.9, "m2", 0, "acquired", 2),
+        LeaseEvent(3.0, "m1", 0, "lost"),
+    ]
+    report = check(runs, {"a": 1, "b": 1}, [], leases=leases, results=results(runs))
+    assert report.problems == []
+    assert (report.duplicates, report.fenced_runs, report.tenures_lost) == (1, 1, 1)
+    released = [*leases[:2], LeaseEvent(1.5, "m1", 0, "released")]
+    found = check(runs, {"a": 1, "b": 1}, [], leases=released, results=results(runs)).problems
+    assert any(p.startswith("duplicate: a/0") for p in found)
+    assert any(p.startswith("overlap: b/0") for p in found)
+
+
+def test_run_of_an_old_epoch_ending_after_a_new_epoch_began() -> None:
+    runs = [run("a", 0, 1.0, 2.5), run("b", 0, 2.0, 2.1, member="m2", epoch=2)]
+    found = problems(runs, {"a": 1, "b": 1})
+    assert any("ended at 2.500, after a later epoch began" in p for p in found)
 
 
 def test_moved_keys_are_counted_not_failed() -> None:

@@ -93,6 +93,7 @@ class OrderedConsumer(Consumer):
     async def _fetch_failed(self, exc: Exception) -> None:
         from trioqueue._connection import is_connection_error
 
+        fetching, self._in_fetch = self._in_fetch, False
         if "FENCED" in str(exc):
             log.warning(
                 "queue %s partition %d: lease lost; stopping this partition",
@@ -101,12 +102,11 @@ class OrderedConsumer(Consumer):
             )
             self.revoke(trio.current_time())
             return
-        if self._in_fetch and is_connection_error(exc):
+        if fetching and is_connection_error(exc):
             # The read may have delivered entries whose reply never arrived: pending
             # here, unknown to us, older than whatever we would read next. Only a new
             # owner, running nothing yet, can tell them apart; give the partition up
             # (running jobs drain) and take it over afresh.
-            self._in_fetch = False
             log.warning(
                 "queue %s partition %d: a read failed (%s); handing the partition over "
                 "so that whatever it delivered runs in order",
