@@ -42,7 +42,7 @@ async def run_burst(app: App, cfg: Config, queues: list[str] | None) -> None:
         # The backlog was counted while jobs were already finishing: show the truth.
         progress.update(task, total=progress.tasks[0].completed)
     stats = [c.stats for c in sup.consumers.values()]
-    stats += [o.consumer.stats for q in sup.ordered.values() for o in q.finished]
+    stats += [q.finished for q in sup.ordered.values()]
     console.print(
         f"drained: {sum(s.succeeded for s in stats)} succeeded, "
         f"{sum(s.retried for s in stats)} retried, {sum(s.dead for s in stats)} dead-lettered"

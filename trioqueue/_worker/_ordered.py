@@ -32,7 +32,7 @@ from trioqueue._config import QueueSettings
 from trioqueue._envelope import Envelope, EnvelopeError
 from trioqueue._errors import Reject, Retry
 from trioqueue._keys import GROUP, PartitionKeys, member_key, members_key
-from trioqueue._worker._consumer import Consumer
+from trioqueue._worker._consumer import Consumer, ConsumerStats
 
 if TYPE_CHECKING:
     from trioqueue._worker._supervisor import Supervisor
@@ -304,7 +304,8 @@ class OrderedQueue:
         self.sup = sup
         self.settings = settings
         self.owned: dict[int, _Owned] = {}
-        self.finished: list[_Owned] = []  # partitions this worker owned and gave up
+        # Totals of the partitions this worker owned and gave up (for burst summaries).
+        self.finished = ConsumerStats()
         self.partitions = settings.partitions
         self.assignment: dict[int, str] = {}
         self._wake = trio.Event()
@@ -423,7 +424,13 @@ class OrderedQueue:
                 lost = scope.cancelled_caught or scope.cancel_called
                 done = self.owned.pop(partition, None)
                 if done is not None:
-                    self.finished.append(done)
+                    for field in attrs.fields(ConsumerStats):
+                        total = getattr(self.finished, field.name)
+                        setattr(
+                            self.finished,
+                            field.name,
+                            total + getattr(done.consumer.stats, field.name),
+                        )
         if not lost:
             with trio.CancelScope(shield=True), trio.move_on_after(5):
                 try:
