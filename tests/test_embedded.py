@@ -7,6 +7,8 @@ import re
 import signal
 import stat
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -199,3 +201,50 @@ async def test_data_survives_a_restart(tmp_path: Path) -> None:
         await redis.xadd("k", {"f": "v"})
     async with embedded_broker(data_dir) as url, connected(url) as redis:
         assert int(await redis.xlen("k")) == 1
+
+
+async def test_broker_outlives_idle_helper_threads(tmp_path: Path) -> None:
+    """The server keeps running past the idle timeout of Trio's helper threads (10 s):
+    its death signal is tied to the thread that started it, which must be ours."""
+    data_dir = tmp_path / "data"
+    async with embedded_broker(data_dir) as url:
+        async with connected(url) as redis:
+            info: Any = await redis.info("server")
+        pid = int(info["process_id"])
+        await trio.sleep(11.5)
+        assert alive(pid)
+        async with connected(url) as redis:
+            assert await redis.ping()
+    assert not alive(pid)
+
+
+def test_broker_dies_with_a_killed_owner(tmp_path: Path) -> None:
+    """SIGKILL of the process that started the server takes the server down too, so the
+    next owner of the data directory does not find a second server running."""
+    data_dir = tmp_path / "data"
+    script = (
+        "import sys, trio\n"
+        "from pathlib import Path\n"
+        "from trioqueue._embedded import embedded_broker\n"
+        "async def main():\n"
+        "    async with embedded_broker(Path(sys.argv[1])):\n"
+        "        print('ready', flush=True)\n"
+        "        await trio.sleep_forever()\n"
+        "trio.run(main)\n"
+    )
+    owner = subprocess.Popen([sys.executable, "-c", script, str(data_dir)], stdout=subprocess.PIPE)
+    try:
+        assert owner.stdout is not None
+        assert owner.stdout.readline().strip() == b"ready"
+        pid = int((data_dir / "valkey.pid").read_text())
+        assert alive(pid)
+        owner.kill()
+        owner.wait()
+        deadline = time.monotonic() + 10
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(pid)
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait()
