@@ -20,7 +20,7 @@ from rich.table import Table
 from trioqueue._app import App
 from trioqueue._client import Client
 from trioqueue._config import Config, load_config
-from trioqueue._connection import redact, redact_url
+from trioqueue._connection import redact, redact_url, sole_exception
 from trioqueue._converter import describe_structure_error
 from trioqueue._cron import config_schedules
 from trioqueue._embedded import default_data_dir, embedded_broker, find_server_binary
@@ -123,21 +123,12 @@ def run_async(cfg: Config, fn: Callable[[], Awaitable[T]]) -> T:
         fail("interrupted", 130)
     except BaseExceptionGroup as group:
         # Errors from inside a nursery arrive wrapped; show ours as one line too.
-        inner = _sole(group)
+        inner = sole_exception(group)
         if isinstance(inner, TrioqueueError):
             fail(redact(str(inner), cfg.broker.url))
         if isinstance(inner, KeyboardInterrupt):
             fail("interrupted", 130)
         raise
-
-
-def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    exc: BaseException = group
-    while isinstance(exc, BaseExceptionGroup):
-        if len(exc.exceptions) != 1:
-            return None
-        exc = exc.exceptions[0]
-    return exc
 
 
 def setup_logging(level: str) -> None:

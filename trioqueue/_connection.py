@@ -163,7 +163,7 @@ async def connected(
     except BaseExceptionGroup as group:
         # The client runs its connections in a task group; callers should see the
         # error their own code raised, not a group wrapping it.
-        inner = _sole_exception(group)
+        inner = sole_exception(group)
         if inner is None:
             raise
         if isinstance(inner, cx.RedisError) and not isinstance(inner, BrokerError):
@@ -171,7 +171,8 @@ async def connected(
         raise inner from None
 
 
-def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+def sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The one exception a (nested) group wraps, or None if it holds several."""
     exc: BaseException = group
     while isinstance(exc, BaseExceptionGroup):
         if len(exc.exceptions) != 1:
