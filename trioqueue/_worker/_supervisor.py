@@ -254,6 +254,15 @@ class Supervisor:
     async def _start_consumer(self, settings: QueueSettings, partition: int) -> None:
         # A queue's concurrency is shared by its partitions (split evenly).
         share = max(1, settings.concurrency // settings.partitions)
+        if partition == 0 and settings.concurrency < settings.partitions:
+            log.warning(
+                "queue %s: concurrency %d is lower than its %d partitions; each partition "
+                "runs one job at a time, so up to %d jobs run at once in this worker",
+                settings.name,
+                settings.concurrency,
+                settings.partitions,
+                settings.partitions,
+            )
         consumer = Consumer(self, attrs.evolve(settings, concurrency=share), partition)
         name = settings.name if partition == 0 else f"{settings.name}:{partition}"
         self.consumers[name] = consumer
