@@ -60,3 +60,26 @@ async def test_full_broker_refuses_sends_but_workers_drain_it(
         assert await client.redis.xlen(PartitionKeys(prefix, "blobs").stream) == 0
         # Once drained, there is room again.
         await client.send(Blob("again"))
+
+
+async def test_full_broker_drains_ordered_queues_too(small_server: Server, prefix: str) -> None:
+    """Leases, fenced reads and the takeover claim work on a full broker."""
+    done: list[str] = []
+    app = trioqueue.App("oom-ordered")
+
+    @app.handler(queue="steps", partitions=2, ordered=True)
+    async def handle(msg: Blob) -> None:
+        done.append(msg.data[:1])
+
+    sent = 0
+    async with app.connect(small_server.url, prefix=prefix) as client:
+        with pytest.raises(trioqueue.BrokerError, match="OOM"):
+            for i in range(10_000):
+                await client.send_many(
+                    [Blob("y" * 2000) for _ in range(20)], key=lambda _, i=i: f"k{i % 5}"
+                )
+                sent += 20
+    sup = trioqueue.Supervisor(app, make_config(small_server.url, prefix), burst=True)
+    with trio.fail_after(60):
+        await sup.run()
+    assert len(done) == sent
