@@ -82,3 +82,26 @@ def test_sync_client_errors(config: trioqueue.Config) -> None:
         job = client.send(Never(1))
         with pytest.raises(TimeoutError):
             client.result(job, timeout=0.2)
+
+
+async def test_handler_send_shortcut_with_both_clients(config: trioqueue.Config) -> None:
+    """`handler.send(client, msg)` sends to the handler's queue, async and sync."""
+    seen: list[int] = []
+    app = make_app(seen)
+    square = app.handlers["Square"]
+    url, prefix = config.broker.url or "", config.broker.prefix
+    async with app.connect(url, prefix=prefix) as client:
+        job = await square.send(client, Square(4), job_id="sq-4")
+        assert job.queue == "math" and job.id == "sq-4"
+
+        def sync_send() -> trioqueue.Job:
+            with app.connect_sync(url, prefix=prefix) as sync:
+                return square.send(sync, Square(6), delay=0)
+
+        other = await trio.to_thread.run_sync(sync_send)
+        sup = trioqueue.Supervisor(app, config)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sup.run)
+            assert await client.result(job, timeout=10) == 16
+            assert await client.result(other, timeout=10) == 36
+            sup.shutdown()

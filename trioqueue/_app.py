@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 import attrs
 import cattrs
@@ -20,6 +20,7 @@ from trioqueue._keys import check_prefix, check_queue_name
 
 if TYPE_CHECKING:
     from trioqueue._client import Client
+    from trioqueue._ops import Job
     from trioqueue._sync_client import SyncClient
 
 __all__ = ["App", "Handler"]
@@ -52,6 +53,45 @@ class Handler(Generic[M]):
 
     def __call__(self, msg: M) -> Any:
         return self.fn(msg)
+
+    @overload
+    def send(
+        self,
+        client: SyncClient,
+        msg: M,
+        *,
+        job_id: str | None = None,
+        key: str | None = None,
+        delay: float | dt.timedelta | None = None,
+        at: dt.datetime | None = None,
+    ) -> Job: ...
+
+    @overload
+    def send(
+        self,
+        client: Client,
+        msg: M,
+        *,
+        job_id: str | None = None,
+        key: str | None = None,
+        delay: float | dt.timedelta | None = None,
+        at: dt.datetime | None = None,
+    ) -> Coroutine[Any, Any, Job]: ...
+
+    def send(
+        self,
+        client: Client | SyncClient,
+        msg: M,
+        *,
+        job_id: str | None = None,
+        key: str | None = None,
+        delay: float | dt.timedelta | None = None,
+        at: dt.datetime | None = None,
+    ) -> Job | Coroutine[Any, Any, Job]:
+        """Send ``msg`` to this handler's queue, type-checked against its message type:
+        ``await send_welcome_email.send(client, msg)`` with a Trio client, or
+        ``send_welcome_email.send(sync_client, msg)`` with a synchronous one."""
+        return client.send(msg, queue=self.queue, job_id=job_id, key=key, delay=delay, at=at)
 
     @property
     def batched(self) -> bool:
@@ -130,7 +170,7 @@ class App:
         run_in: Literal["thread", "process"] | None = None,
         batch_size: int | None = None,
         flush_interval: float = 1.0,
-    ) -> Callable[[Callable[[Any], Any]], Handler[Any]]:
+    ) -> Callable[[Callable[[M], Any]], Handler[M]]:
         """Register the decorated function as the handler of its message type.
 
         The message type is the annotation of the function's only parameter; it must
@@ -168,7 +208,7 @@ class App:
             ordered=ordered,
         )
 
-        def register(fn: Callable[[Any], Any]) -> Handler[Any]:
+        def register(fn: Callable[[M], Any]) -> Handler[M]:
             msg_type, return_type = _message_type(fn, batch_size is not None)
             is_async = inspect.iscoroutinefunction(fn)
             where: RunIn = "loop" if is_async else "thread"
