@@ -86,20 +86,31 @@ def is_connection_error(exc: BaseException) -> bool:
 
 def classify(exc: BaseException, url: str | None) -> BrokerError:
     """Turn a client exception into a ``BrokerError`` with a clear, redacted message."""
+    denied = isinstance(exc, cx.AuthenticationError | cx.AuthorizationError) or (
+        isinstance(exc, cx.ResponseError) and _denied(str(exc))
+    )
+    return broker_error(exc, url, denied=denied, unreachable=is_connection_error(exc))
+
+
+def _denied(text: str) -> bool:
+    return text.startswith(("NOAUTH", "WRONGPASS", "NOPERM")) or "no permissions" in text
+
+
+def broker_error(
+    exc: BaseException, url: str | None, *, denied: bool, unreachable: bool
+) -> BrokerError:
+    """The ``BrokerError`` for a client error already sorted by the client's own
+    exception classes (coredis or redis-py); the message is redacted."""
     where = redact_url(url) if url else "the broker"
     detail = redact(str(exc) or type(exc).__name__, url)
-    text = str(exc)
-    denied = text.startswith(("NOAUTH", "WRONGPASS", "NOPERM")) or "no permissions" in text
-    if isinstance(exc, cx.AuthenticationError | cx.AuthorizationError) or (
-        isinstance(exc, cx.ResponseError) and denied
-    ):
+    if denied or _denied(str(exc)):
         return BrokerAuthError(f"broker {where} rejected the credentials: {detail}")
     if "OOM command not allowed" in str(exc):
         return BrokerError(
             f"broker {where} is out of memory (maxmemory reached), the command was refused: "
             f"{detail}"
         )
-    if is_connection_error(exc):
+    if unreachable:
         return BrokerUnavailable(f"cannot reach broker {where}: {detail}")
     return BrokerError(f"broker {where} error: {detail}")
 

@@ -18,8 +18,8 @@ import redis.exceptions as rx
 
 from trioqueue._app import App
 from trioqueue._config import Config
-from trioqueue._connection import check_url, redact, redact_url
-from trioqueue._errors import BrokerAuthError, BrokerError, BrokerUnavailable
+from trioqueue._connection import broker_error, check_url, redact, redact_url
+from trioqueue._errors import BrokerError
 from trioqueue._keys import PartitionKeys
 from trioqueue._ops import ClientBase, Item, Job, JobStatus, due_ms, partition_for, send_error
 from trioqueue._scripts import CANCEL, FIND, SEND
@@ -205,12 +205,9 @@ class SyncClient(ClientBase):
             raise self._classify(exc) from None
 
     def _classify(self, exc: Exception) -> BrokerError:
-        where = redact_url(self._url)
-        detail = redact(str(exc) or type(exc).__name__, self._url)
-        if isinstance(exc, rx.AuthenticationError | rx.NoPermissionError) or str(exc).startswith(
-            ("NOAUTH", "WRONGPASS", "NOPERM")
-        ):
-            return BrokerAuthError(f"broker {where} rejected the credentials: {detail}")
-        if isinstance(exc, rx.ConnectionError | rx.TimeoutError):
-            return BrokerUnavailable(f"cannot reach broker {where}: {detail}")
-        return BrokerError(f"broker {where} error: {detail}")
+        return broker_error(
+            exc,
+            self._url,
+            denied=isinstance(exc, rx.AuthenticationError | rx.NoPermissionError),
+            unreachable=isinstance(exc, rx.ConnectionError | rx.TimeoutError),
+        )
