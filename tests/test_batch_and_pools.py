@@ -61,8 +61,8 @@ async def test_partial_batch_failure_fails_only_those(
     sup = trioqueue.Supervisor(app, config)
     async with trio.open_nursery() as nursery:
         await nursery.start(sup.run)
-        await wait_for(lambda: sup.consumers["rows"].stats.dead == 1)
-        await wait_for(lambda: sup.consumers["rows"].stats.succeeded == 3)
+        await wait_for(lambda: sup.statistics().consumers["rows"].dead == 1)
+        await wait_for(lambda: sup.statistics().consumers["rows"].succeeded == 3)
         sup.shutdown()
     keys = PartitionKeys(config.broker.prefix, "rows")
     dead = await redis.xrange(keys.dead)  # type: ignore[attr-defined]
@@ -79,10 +79,10 @@ async def test_shutdown_flushes_a_partial_batch(config: trioqueue.Config) -> Non
     sup = trioqueue.Supervisor(app, config)
     async with trio.open_nursery() as nursery:
         await nursery.start(sup.run)
-        await wait_for(lambda: len(sup.consumers["rows"].running) == 3)
+        await wait_for(lambda: sup.statistics().consumers["rows"].running == 3)
         sup.shutdown()
     assert len(batches) == 1 and sorted(batches[0]) == [0, 1, 2]
-    assert sup.consumers["rows"].stats.succeeded == 3
+    assert sup.statistics().consumers["rows"].succeeded == 3
 
 
 async def test_plain_def_runs_in_a_worker_thread(config: trioqueue.Config) -> None:

@@ -16,7 +16,7 @@ from tests.conftest import Server, free_port, make_config
 from trioqueue._connection import connected, is_connection_error
 from trioqueue._keys import PartitionKeys
 from trioqueue._ops import SEND_CHUNK
-from trioqueue._worker._supervisor import store_queue_bounds
+from trioqueue._worker._partitions import store_queue_bounds
 
 
 @attrs.frozen

@@ -89,7 +89,7 @@ async def test_stored_partition_count_wins_over_config(config: trioqueue.Config)
     async with trio.open_nursery() as nursery:
         await nursery.start(sup.run)
         assert sup.settings["items"].partitions == 4
-        assert {"items", "items:1", "items:2", "items:3"} <= set(sup.consumers)
+        assert {"items", "items:1", "items:2", "items:3"} <= set(sup.statistics().consumers)
         sup.shutdown()
 
 

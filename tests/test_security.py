@@ -125,7 +125,7 @@ async def test_message_naming_a_callable_is_dead_lettered_not_imported(
     sup = trioqueue.Supervisor(app, config)
     async with trio.open_nursery() as nursery:
         await nursery.start(sup.run)
-        await wait_for(lambda: sup.consumers["echo"].stats.dead == 1)
+        await wait_for(lambda: sup.statistics().consumers["echo"].dead == 1)
         sup.shutdown()
     letters = await redis.xrange(keys.dead)  # type: ignore[attr-defined]
     fields = {k.decode(): v.decode() for k, v in letters[0].field_values.items()}

@@ -162,9 +162,9 @@ async def test_failed_attempts_are_retried_until_success(
     async with app.connect(server.url, prefix=prefix) as client:
         await client.send(Ping(1))
     async with running(app, make_config(server.url, prefix)) as sup:
-        await wait_for(lambda: sup.consumers["q"].stats.succeeded == 1)
+        await wait_for(lambda: sup.statistics().consumers["q"].succeeded == 1)
     assert attempts == [1, 2, 3]
-    assert sup.consumers["q"].stats.retried == 2
+    assert sup.statistics().consumers["q"].retried == 2
     assert await xlen(redis, keys.dead) == 0
     assert await xlen(redis, keys.stream) == 0
     assert int(await redis.zcard(keys.delayed)) == 0
@@ -218,7 +218,7 @@ async def test_retry_exception_sets_the_delay(server: Server, prefix: str, redis
     async with app.connect(server.url, prefix=prefix) as client:
         await client.send(Ping(1))
     async with running(app, make_config(server.url, prefix)) as sup:
-        await wait_for(lambda: sup.consumers["q"].stats.succeeded == 1)
+        await wait_for(lambda: sup.statistics().consumers["q"].succeeded == 1)
     assert len(times) == 2
     # Due times come from the server clock; allow for the two clocks' granularity.
     assert 0.35 <= times[1] - times[0] < 3.0
@@ -309,7 +309,7 @@ async def test_timeout_then_success(server: Server, prefix: str, redis: Any) -> 
     async with app.connect(server.url, prefix=prefix) as client:
         await client.send(Ping(1))
     async with running(app, make_config(server.url, prefix)) as sup:
-        await wait_for(lambda: sup.consumers["q"].stats.succeeded == 1)
+        await wait_for(lambda: sup.statistics().consumers["q"].succeeded == 1)
     assert attempts == [1, 2]
     assert await xlen(redis, PartitionKeys(prefix, "q").dead) == 0
 
@@ -372,7 +372,7 @@ async def test_fetcher_never_holds_more_than_capacity(
                 samples.append(await pending_count(redis, keys))
         await wait_for(lambda: _eq(xlen(redis, keys.stream), 0))
     assert max_running == 3
-    assert sup.consumers["q"].max_seen_in_flight == 3
+    assert sup.statistics().consumers["q"].max_running == 3
     assert len(samples) > 10
     assert max(samples) <= 6, samples
     assert await pending_count(redis, keys) == 0
@@ -405,7 +405,7 @@ async def test_graceful_shutdown_drains_running_jobs(
         assert finished == []
         sup.shutdown()
     assert sorted(finished) == sorted(started)
-    assert sup.consumers["q"].stats.succeeded == 2
+    assert sup.statistics().consumers["q"].succeeded == 2
     left = [fields_of(e)["id"] for e in await redis.xrange(keys.stream)]
     assert sorted(left) == sorted(j.id for j in jobs if j.id not in started)
     assert await pending_count(redis, keys) == 0
@@ -496,7 +496,7 @@ async def test_sync_handler_runs_in_a_thread(server: Server, prefix: str, redis:
     async with app.connect(server.url, prefix=prefix) as client:
         job = await client.send(Ping(21))
     async with running(app, make_config(server.url, prefix)) as sup:
-        await wait_for(lambda: sup.consumers["q"].stats.succeeded == 1)
+        await wait_for(lambda: sup.statistics().consumers["q"].succeeded == 1)
     [(thread, job_id)] = seen
     assert thread != threading.get_ident()
     assert job_id == job.id
@@ -547,7 +547,7 @@ async def test_results_are_stored_for_value_returning_handlers(
     async with app.connect(server.url, prefix=prefix) as client:
         job = await client.send(Ping(9))
     async with running(app, make_config(server.url, prefix)) as sup:
-        await wait_for(lambda: sup.consumers["sums"].stats.succeeded == 1)
+        await wait_for(lambda: sup.statistics().consumers["sums"].succeeded == 1)
     key = PartitionKeys(prefix, "sums").result(job.id)
     doc = orjson.loads(await redis.get(key))
     assert doc["result"] == {"total": 10, "label": "sum"}
@@ -571,8 +571,8 @@ async def test_result_ttl_zero_stores_no_outcome(server: Server, prefix: str, re
         job = await client.send(Ping(1))
         kept = await client.send(Other(1))
     async with running(app, make_config(server.url, prefix)) as sup:
-        await wait_for(lambda: sup.consumers["q"].stats.succeeded == 1)
-        await wait_for(lambda: sup.consumers["kept"].stats.succeeded == 1)
+        await wait_for(lambda: sup.statistics().consumers["q"].succeeded == 1)
+        await wait_for(lambda: sup.statistics().consumers["kept"].succeeded == 1)
     assert await redis.get(PartitionKeys(prefix, "q").result(job.id)) is None
     assert await redis.get(PartitionKeys(prefix, "kept").result(kept.id)) is not None
 

@@ -34,6 +34,7 @@ from trioqueue._errors import (
 )
 from trioqueue._ops import JobState, JobStatus
 from trioqueue._sync_client import SyncClient
+from trioqueue._worker._stats import ConsumerStatistics, SupervisorStatistics
 from trioqueue._worker._supervisor import Supervisor
 
 __version__ = "0.1.0"
@@ -49,6 +50,7 @@ __all__ = [
     "Client",
     "Config",
     "ConfigError",
+    "ConsumerStatistics",
     "DeadLetter",
     "Handler",
     "Job",
@@ -64,6 +66,7 @@ __all__ = [
     "Reject",
     "Retry",
     "Supervisor",
+    "SupervisorStatistics",
     "SyncClient",
     "TrioqueueError",
     "UnknownMessageType",

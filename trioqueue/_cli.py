@@ -234,7 +234,7 @@ def check(config: ConfigArg) -> None:
         where = redact_url(cfg.broker.url)
 
     async def go() -> None:
-        from trioqueue._worker._supervisor import store_queue_bounds
+        from trioqueue._worker._partitions import store_queue_bounds
 
         async with client_for(cfg, app) as client:
             from trioqueue._status import partition_count

@@ -18,7 +18,7 @@ from trioqueue._errors import JobCancelled, JobFailed
 from trioqueue._keys import PartitionKeys
 from trioqueue._ops import JobStatus
 from trioqueue._status import collect_status, partition_count
-from trioqueue._worker._supervisor import store_queue_bounds
+from trioqueue._worker._partitions import store_queue_bounds
 
 dlq = typer.Typer(help="Inspect, re-send and purge dead-lettered jobs.", no_args_is_help=True)
 cli.add_typer(dlq, name="dlq")

@@ -41,8 +41,7 @@ async def run_burst(app: App, cfg: Config, queues: list[str] | None) -> None:
             progress.update(task, total=max(backlog + int(done), int(done)))
         # The backlog was counted while jobs were already finishing: show the truth.
         progress.update(task, total=progress.tasks[0].completed)
-    stats = [c.stats for c in sup.consumers.values()]
-    stats += [q.finished for q in sup.ordered.values()]
+    stats = sup.statistics().queues.values()
     console.print(
         f"drained: {sum(s.succeeded for s in stats)} succeeded, "
         f"{sum(s.retried for s in stats)} retried, {sum(s.dead for s in stats)} dead-lettered"

@@ -205,3 +205,8 @@ async def ping(client: Redis, url: str | None, *, timeout: float) -> None:
         raise
     except Exception as exc:
         raise classify(exc, url) from None
+
+
+def as_text(value: Any) -> str:
+    """A reply value as text: Redis replies are bytes unless decoding was asked for."""
+    return value.decode() if isinstance(value, bytes) else str(value)

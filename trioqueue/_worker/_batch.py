@@ -17,7 +17,7 @@ import trio
 
 from trioqueue._errors import BatchFailed
 
-log = logging.getLogger("trioqueue")
+log = logging.getLogger("trioqueue.worker.batch")
 
 
 @attrs.define

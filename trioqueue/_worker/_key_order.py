@@ -1,0 +1,89 @@
+"""Key order on ordered queues: one job per key at a time, in stream order.
+
+An entry whose key has a job running (or being settled) waits here, in our pending
+list, until that job is settled (acknowledged, retried in place or dead-lettered),
+not merely finished; it takes a slot meanwhile so the fetcher does not hoard.
+Entries without a key run at once.
+
+Cancellation: the releaser runs in the consumer's handlers nursery and ends with it;
+waiting entries stay pending for the partition's next owner.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import trio
+
+from trioqueue._envelope import Envelope, EnvelopeError
+from trioqueue._worker._fetcher import Entry
+from trioqueue._worker._inflight import InFlight
+from trioqueue._worker._recovery import Dispatch
+
+__all__ = ["KeyOrder"]
+
+
+class KeyOrder:
+    """Holds back entries whose key is busy; starts them once it is free."""
+
+    def __init__(
+        self, inflight: InFlight, dispatch: Dispatch, *, stopping: Callable[[], bool]
+    ) -> None:
+        self._inflight = inflight
+        self._run = dispatch
+        self._stopping = stopping
+        # Per key: entries waiting for the key's running job to settle, in stream order.
+        self._waiting: dict[str, deque[Entry]] = {}
+        self._active: dict[str, str] = {}  # key -> entry id being run or settled
+        self._nursery: trio.Nursery | None = None
+
+    def holding(self) -> bool:
+        """Whether entries wait for their key."""
+        return bool(self._waiting)
+
+    def attach(self, nursery: trio.Nursery) -> None:
+        """Where the releaser runs (the handlers nursery), once needed."""
+        self._nursery = nursery
+
+    def dispatch(self, entry_id: str, fields: Mapping[Any, Any], deliveries: int) -> None:
+        """Run the entry now, or hold it until its key's job has settled."""
+        try:
+            key = Envelope.from_entry(entry_id, fields).key
+        except EnvelopeError:
+            key = ""
+        if not key:
+            self._run(entry_id, fields, deliveries)
+            return
+        if self._nursery is not None:
+            self._nursery.start_soon(self._releaser)
+            self._nursery = None  # one releaser
+        if key in self._active or key in self._waiting:
+            # Held in memory (and in our pending list) until the key is free; it
+            # takes a capacity slot so the fetcher does not hoard.
+            self._inflight.free -= 1
+            self._waiting.setdefault(key, deque()).append((entry_id, fields, deliveries))
+            return
+        self._active[key] = entry_id
+        self._run(entry_id, fields, deliveries)
+
+    async def _releaser(self) -> None:
+        """Start a key's next job once the previous one settled (acked, retried in
+        place, or dead-lettered) — not merely finished."""
+        inflight = self._inflight
+        while True:
+            for key, entry_id in list(self._active.items()):
+                if entry_id in inflight.running or entry_id in inflight.unacked:
+                    continue
+                del self._active[key]
+                queue = self._waiting.get(key)
+                if not queue or self._stopping():
+                    continue
+                next_id, fields, deliveries = queue.popleft()
+                if not queue:
+                    del self._waiting[key]
+                inflight.free += 1  # the waiting slot becomes the running slot
+                self._active[key] = next_id
+                self._run(next_id, fields, deliveries)
+            await inflight.wait_change()

@@ -1,0 +1,177 @@
+"""Recovery: takes over the jobs of dead members and of entries idle too long.
+
+It runs inside the fetch loop, before a read, at most once per heartbeat interval,
+and claims at most as many entries as the consumer has free slots, so reclaimed jobs
+respect ``concurrency`` like fetched ones. A job taken over from vanished members
+``SUSPECT_AT`` deliveries in a row runs alone (the consumer takes nothing else until
+it is done), so that a job killing its workers charges no innocent job beside it.
+
+Error handling: errors propagate to the fetch loop, which classifies them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import trio
+
+from trioqueue._config import QueueSettings
+from trioqueue._connection import as_text
+from trioqueue._keys import GROUP, PartitionKeys, member_key
+from trioqueue._worker._context import WorkerContext
+from trioqueue._worker._inflight import InFlight
+from trioqueue._worker._stats import ConsumerStats
+
+__all__ = ["SUSPECT_AT", "Recovery"]
+
+log = logging.getLogger("trioqueue.worker.recovery")
+
+# A job taken over from vanished members this many deliveries in a row runs alone. The
+# first takeover is usually an ordinary crash or restart: all the jobs it held come
+# back, and running those one by one would only slow recovery. A job present at the
+# next death too may be the one killing its workers; alone, only it is charged.
+SUSPECT_AT = 3
+
+Dispatch = Callable[[str, Mapping[Any, Any], int], None]
+
+
+class Recovery:
+    """Reclaims stranded entries of one shared-queue partition."""
+
+    def __init__(
+        self,
+        ctx: WorkerContext,
+        settings: QueueSettings,
+        keys: PartitionKeys,
+        inflight: InFlight,
+        stats: ConsumerStats,
+        dispatch: Dispatch,
+    ) -> None:
+        self._ctx = ctx
+        self._settings = settings
+        self._keys = keys
+        self._inflight = inflight
+        self._stats = stats
+        self._dispatch = dispatch
+        self._next = 0.0
+        # Suspects wait for this consumer to become idle (see SUSPECT_AT).
+        self.suspects_left = False
+
+    def due(self) -> bool:
+        """Whether a recovery should run before the next read."""
+        return self._inflight.recover_now or trio.current_time() >= self._next
+
+    @property
+    def next_due(self) -> float:
+        """When the next regular recovery runs (trio clock)."""
+        return self._next
+
+    def soon(self) -> None:
+        """Run a recovery before the next read (the consumer became idle)."""
+        self._next = 0.0
+
+    async def recover(self) -> None:
+        """Claim entries of dead members, then entries idle past the visibility timeout."""
+        ctx, inflight = self._ctx, self._inflight
+        inflight.recover_now = False
+        self._next = trio.current_time() + ctx.worker.heartbeat_interval
+        self.suspects_left = False
+        trusted = ctx.liveness.peers_trusted
+        if trusted():
+            consumers: Any = await ctx.redis.xinfo_consumers(self._keys.stream, GROUP)
+            for consumer in consumers:
+                info = {as_text(k): v for k, v in consumer.items()}
+                name = as_text(info["name"])
+                pending = int(info.get("pending", 0))
+                if name == ctx.member_id:
+                    continue
+                alive = await ctx.redis.exists([member_key(ctx.prefix, name)])
+                # A missing heartbeat means death only while our own writes flow; ask
+                # again after every await, as a stall can begin at any time.
+                if alive or not trusted():
+                    continue
+                if pending > 0 and inflight.free > 0:
+                    # Its heartbeat expired, yet it may have just woken from a stall
+                    # and read new entries before renewing it. A dead member touched
+                    # its entries last within one interval after its last beat, so
+                    # by now they have been idle at least TTL - interval: take those.
+                    w = ctx.worker
+                    idle_ms = int(max(0.0, w.heartbeat_ttl - w.heartbeat_interval) * 1000)
+                    n = await self._reclaim(owner=name, min_idle_ms=idle_ms)
+                    if n:
+                        log.warning(
+                            "queue %s: reclaimed %d jobs of dead member %s",
+                            self._settings.name,
+                            n,
+                            name,
+                        )
+                elif pending == 0:
+                    await ctx.scripts.forget_consumer(keys=[self._keys.stream], args=[GROUP, name])
+        if inflight.free > 0 and trusted():
+            # After an outage, live peers' entries look idle until they renew them.
+            vt = self._settings.visibility_timeout
+            n = await self._reclaim(owner="", min_idle_ms=int(vt * 1000))
+            if n:
+                log.warning(
+                    "queue %s: reclaimed %d jobs idle past visibility_timeout (%ss)",
+                    self._settings.name,
+                    n,
+                    vt,
+                )
+
+    async def _reclaim(self, *, owner: str, min_idle_ms: int) -> int:
+        inflight = self._inflight
+        if inflight.isolated is not None:
+            return 0  # a suspect runs alone: take nothing else until it is done
+        ctx, s = self._ctx, self._settings
+        res = await ctx.scripts.reclaim(
+            keys=[self._keys.stream, self._keys.dead],
+            args=[
+                GROUP,
+                ctx.member_id,
+                min_idle_ms,
+                inflight.free,
+                owner,
+                s.max_deliveries,
+                ctx.member_id,
+                int(s.result_ttl * 1000),
+                min(SUSPECT_AT, s.max_deliveries),
+                "1" if inflight.idle() else "",
+            ],
+        )
+        claimed, dead, lost = res[0], int(res[1]), int(res[2])
+        if int(res[3]):
+            self.suspects_left = True
+        if dead:
+            self._stats.dead += dead
+            log.error(
+                "queue %s: dead-lettered %d jobs delivered more than max_deliveries=%d times",
+                s.name,
+                dead,
+                s.max_deliveries,
+            )
+        if lost:
+            self._stats.lost_by_trim += lost
+            log.error(
+                "queue %s: %d pending entries had been deleted from the stream by someone "
+                "else (trimmed?); their jobs are lost",
+                s.name,
+                lost,
+            )
+        for entry_id, flat, deliveries, suspect in claimed:
+            fields = dict(zip(flat[::2], flat[1::2], strict=True))
+            if int(suspect):
+                inflight.isolated = as_text(entry_id)
+                log.warning(
+                    "queue %s: entry %s was held by members that vanished, %d deliveries "
+                    "in a row (max_deliveries=%d); running it alone",
+                    s.name,
+                    inflight.isolated,
+                    int(deliveries),
+                    s.max_deliveries,
+                )
+            self._dispatch(as_text(entry_id), fields, int(deliveries))
+        self._stats.reclaimed += len(claimed)
+        return len(claimed)

@@ -1,0 +1,196 @@
+"""Settling a job that did not simply succeed: retry later, or dead-letter it.
+
+``fail`` classifies a handler's failure: ``Reject`` and a failure on the last attempt
+go to the dead-letter stream (with the error and a traceback), anything else is
+retried after the queue's backoff (or ``Retry.delay``) through the delayed set.
+Every settlement first checks that the entry is still ours (fencing); a refused one
+is counted and logged, never applied.
+
+Error handling: settlements are retried through outages until they get through (the
+job has run: its outcome must not be lost).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import trio
+
+from trioqueue._config import QueueSettings
+from trioqueue._envelope import Envelope, entry_fields_text
+from trioqueue._errors import Reject, Retry
+from trioqueue._keys import GROUP, PartitionKeys
+from trioqueue._outcome import outcome_doc
+from trioqueue._worker._context import WorkerContext
+from trioqueue._worker._stats import ConsumerStats, report_fenced
+
+__all__ = ["Settler"]
+
+log = logging.getLogger("trioqueue.worker.consumer")
+
+TRACEBACK_CHARS = 4000
+
+
+class Settler:
+    """Retries and dead-letters the jobs of one consumer."""
+
+    def __init__(
+        self,
+        ctx: WorkerContext,
+        keys: PartitionKeys,
+        settings: QueueSettings,
+        stats: ConsumerStats,
+        *,
+        poke_scheduler: Callable[[], None],
+    ) -> None:
+        self._ctx = ctx
+        self._keys = keys
+        self._settings = settings
+        self._stats = stats
+        self._poke_scheduler = poke_scheduler
+
+    @staticmethod
+    def describe(exc: BaseException, timeout: float | None) -> tuple[str, str]:
+        """The error type and message stored for a failed attempt."""
+        if isinstance(exc, trio.TooSlowError):
+            return "Timeout", f"handler ran longer than timeout={timeout}s"
+        return type(exc).__name__, str(exc)
+
+    async def fail(self, env: Envelope, exc: BaseException) -> None:
+        """Settle a failed attempt: dead-letter it or schedule its retry."""
+        s = self._settings
+        if isinstance(exc, Reject):
+            await self.dead(env, "Reject", exc.reason)
+            return
+        error_type, error = self.describe(exc, s.timeout)
+        if env.attempt > s.retries:
+            log.error(
+                "job %s (%s) failed on its last attempt %d: %s: %s",
+                env.job_id,
+                env.type_name,
+                env.attempt,
+                error_type,
+                error,
+                exc_info=exc if not isinstance(exc, Retry | trio.TooSlowError) else None,
+            )
+            await self.dead(env, error_type, error, exc)
+            return
+        if isinstance(exc, Retry):
+            delay = exc.delay
+        else:
+            delay = s.backoff.delay(env.attempt, random.random())
+            log.warning(
+                "job %s (%s) attempt %d on queue %s failed, retrying in %.2fs: %s: %s",
+                env.job_id,
+                env.type_name,
+                env.attempt,
+                s.name,
+                delay,
+                error_type,
+                error,
+                exc_info=exc if not isinstance(exc, trio.TooSlowError) else None,
+            )
+        ok = await self._settle(
+            "retry",
+            self._ctx.scripts.retry,
+            [self._keys.stream, self._keys.delayed],
+            [
+                GROUP,
+                self._ctx.member_id,
+                env.entry_id,
+                int(delay * 1000),
+                env.delayed_payload(env.attempt + 1, f"{error_type}: {error}"),
+            ],
+        )
+        if ok:
+            self._stats.retried += 1
+            self._poke_scheduler()
+        else:
+            report_fenced(self._stats, s.name, env.entry_id, "retry")
+
+    async def dead(
+        self, env: Envelope, error_type: str, error: str, exc: BaseException | None = None
+    ) -> None:
+        """Dead-letter a job whose envelope could be read."""
+        fields = {
+            "id": env.job_id,
+            "type": env.type_name,
+            "body": env.body.decode("utf-8", "replace"),
+            "attempt": str(env.attempt),
+            "enqueued": str(env.enqueued_ms),
+            "error_type": error_type,
+            "error": error,
+            "attempts": str(env.attempt),
+        }
+        if env.key:
+            fields["key"] = env.key
+        if exc is not None and not isinstance(exc, Retry | Reject | trio.TooSlowError):
+            tb = "".join(traceback.format_exception(exc, limit=8))
+            fields["traceback"] = tb[-TRACEBACK_CHARS:]
+        if error_type in ("DecodeError", "UnknownMessageType", "Reject"):
+            log.error(
+                "job %s on queue %s dead-lettered: %s: %s",
+                env.job_id,
+                self._settings.name,
+                error_type,
+                error,
+            )
+        await self._dead_letter(env.entry_id, fields)
+
+    async def dead_raw(
+        self, entry_id: str, fields: Mapping[Any, Any], error_type: str, error: str
+    ) -> None:
+        """Dead-letter an entry whose envelope is malformed, keeping its raw fields."""
+        text = entry_fields_text(fields)
+        extra = {"error_type": error_type, "error": error, "attempts": text.get("attempt", "1")}
+        await self._dead_letter(entry_id, {**text, **extra})
+
+    async def _dead_letter(self, entry_id: str, fields: dict[str, str]) -> None:
+        ctx = self._ctx
+        job_id = fields.get("id", entry_id)
+        doc = outcome_doc(
+            "failed",
+            error_type=fields.get("error_type", ""),
+            error=fields.get("error", ""),
+            attempts=int(fields.get("attempts", "1") or 1),
+            enqueued=int(fields.get("enqueued", "0") or 0),
+        )
+        fields = {
+            **fields,
+            "queue": self._settings.name,
+            "worker": ctx.member_id,
+            "source_id": entry_id,
+        }
+        flat: list[str] = []
+        for k, v in fields.items():
+            flat += [k, v]
+        ok = await self._settle(
+            "dead-letter",
+            ctx.scripts.dead,
+            [self._keys.stream, self._keys.dead, self._keys.result(job_id)],
+            [
+                GROUP,
+                ctx.member_id,
+                entry_id,
+                int(self._settings.result_ttl * 1000),
+                doc,
+                *flat,
+            ],
+        )
+        if ok:
+            self._stats.dead += 1
+        else:
+            report_fenced(self._stats, self._settings.name, entry_id, "dead-letter")
+
+    async def _settle(
+        self, what: str, script: Any, keys: Sequence[str], args: Sequence[Any]
+    ) -> bool:
+        async def call() -> Any:
+            return await script(keys=keys, args=args)
+
+        res = await self._ctx.outage.call(what, call)
+        return bool(res)
