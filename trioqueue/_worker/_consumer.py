@@ -33,9 +33,9 @@ from trioqueue._worker._acker import Acker
 from trioqueue._worker._context import WorkerContext
 from trioqueue._worker._fenced_reader import FencedReader
 from trioqueue._worker._fetcher import Fetcher, Reader, SharedReader
-from trioqueue._worker._inflight import InFlight
+from trioqueue._worker._inflight import Dispatch, InFlight
 from trioqueue._worker._key_order import KeyOrder
-from trioqueue._worker._recovery import Dispatch, Recovery
+from trioqueue._worker._recovery import Recovery
 from trioqueue._worker._renewer import Renewer
 from trioqueue._worker._retry_in_place import RetryInPlace
 from trioqueue._worker._runner import Runner

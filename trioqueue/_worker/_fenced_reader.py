@@ -25,7 +25,8 @@ from trioqueue._config import QueueSettings
 from trioqueue._connection import as_text, is_connection_error
 from trioqueue._keys import GROUP, PartitionKeys
 from trioqueue._worker._context import WorkerContext
-from trioqueue._worker._fetcher import Entry, LeaseLost
+from trioqueue._worker._fetcher import LeaseLost
+from trioqueue._worker._inflight import Entry
 from trioqueue._worker._stats import ConsumerStats
 
 __all__ = ["TAKEOVER_MAX", "FencedReader"]

@@ -17,7 +17,7 @@ queue (logged as an error); anything else is logged and retried after a second.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import coredis.exceptions as cx
@@ -27,16 +27,13 @@ from trioqueue._connection import as_text
 from trioqueue._keys import GROUP, PartitionKeys
 from trioqueue._worker._acker import Acker
 from trioqueue._worker._context import WorkerContext
-from trioqueue._worker._inflight import InFlight
+from trioqueue._worker._inflight import Dispatch, Entry, InFlight
 from trioqueue._worker._outage import repeat
-from trioqueue._worker._recovery import Dispatch, Recovery
+from trioqueue._worker._recovery import Recovery
 
-__all__ = ["Entry", "Fetcher", "LeaseLost", "Reader", "SharedReader"]
+__all__ = ["Fetcher", "LeaseLost", "Reader", "SharedReader"]
 
 log = logging.getLogger("trioqueue.worker.fetcher")
-
-# (entry id, fields, deliveries so far)
-Entry = tuple[str, Mapping[Any, Any], int]
 
 
 class LeaseLost(Exception):

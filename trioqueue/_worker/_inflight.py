@@ -6,12 +6,20 @@ reads and updates this one record; ``wait_change`` wakes whoever waits for a slo
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any
+
 import attrs
 import trio
 
 from trioqueue._envelope import Envelope
 
-__all__ = ["InFlight", "Running"]
+__all__ = ["Dispatch", "Entry", "InFlight", "Running"]
+
+# A stream entry handed to a consumer: (entry id, fields, deliveries so far).
+Entry = tuple[str, Mapping[Any, Any], int]
+# Starts (or holds back) one entry: dispatch(entry id, fields, deliveries).
+Dispatch = Callable[[str, Mapping[Any, Any], int], None]
 
 
 @attrs.define(eq=False)

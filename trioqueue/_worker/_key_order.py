@@ -18,9 +18,7 @@ from typing import Any
 import trio
 
 from trioqueue._envelope import Envelope, EnvelopeError
-from trioqueue._worker._fetcher import Entry
-from trioqueue._worker._inflight import InFlight
-from trioqueue._worker._recovery import Dispatch
+from trioqueue._worker._inflight import Dispatch, Entry, InFlight
 
 __all__ = ["KeyOrder"]
 

@@ -12,7 +12,6 @@ Error handling: errors propagate to the fetch loop, which classifies them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
 from typing import Any
 
 import trio
@@ -21,7 +20,7 @@ from trioqueue._config import QueueSettings
 from trioqueue._connection import as_text
 from trioqueue._keys import GROUP, PartitionKeys, member_key
 from trioqueue._worker._context import WorkerContext
-from trioqueue._worker._inflight import InFlight
+from trioqueue._worker._inflight import Dispatch, InFlight
 from trioqueue._worker._stats import ConsumerStats
 
 __all__ = ["SUSPECT_AT", "Recovery"]
@@ -33,8 +32,6 @@ log = logging.getLogger("trioqueue.worker.recovery")
 # back, and running those one by one would only slow recovery. A job present at the
 # next death too may be the one killing its workers; alone, only it is charged.
 SUSPECT_AT = 3
-
-Dispatch = Callable[[str, Mapping[Any, Any], int], None]
 
 
 class Recovery:
