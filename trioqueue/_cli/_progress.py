@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import trio
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from trioqueue._app import App
+from trioqueue._cli._console import err
 from trioqueue._config import Config
 from trioqueue._keys import PartitionKeys
+from trioqueue._worker._supervisor import Supervisor
 
 
 async def run_burst(app: App, cfg: Config, queues: list[str] | None) -> None:
-    from trioqueue._worker._supervisor import Supervisor
-
-    console = Console(stderr=True)
+    """Run a burst supervisor over ``queues`` (default: all), showing jobs done of the
+    backlog, then one line of totals."""
     progress = Progress(
         TextColumn("draining"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=console,
+        console=err,
         transient=False,
     )
     task = progress.add_task("jobs", total=None)
@@ -42,7 +42,7 @@ async def run_burst(app: App, cfg: Config, queues: list[str] | None) -> None:
         # The backlog was counted while jobs were already finishing: show the truth.
         progress.update(task, total=progress.tasks[0].completed)
     stats = sup.statistics().queues.values()
-    console.print(
+    err.print(
         f"drained: {sum(s.succeeded for s in stats)} succeeded, "
         f"{sum(s.retried for s in stats)} retried, {sum(s.dead for s in stats)} dead-lettered"
     )

@@ -1,0 +1,53 @@
+"""``trioqueue run``: the worker, until a signal or (with ``--burst``) until drained."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated
+
+import trio
+import typer
+
+from trioqueue._cli._boundary import CommandError
+from trioqueue._cli._progress import run_burst
+from trioqueue._cli._project import ConfigArg, load
+from trioqueue._worker._supervisor import Supervisor
+
+
+def run(
+    config: ConfigArg,
+    burst: Annotated[bool, typer.Option("--burst", help="Drain all queues, then exit 0.")] = False,
+    queue: Annotated[
+        list[str] | None,
+        typer.Option("--queue", "-q", help="Consume only this queue (repeatable)."),
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="Logging level.")] = "info",
+) -> None:
+    """Run the supervisor until SIGINT/SIGTERM (or, with --burst, until drained).
+
+    The first signal stops fetching and lets running jobs finish within
+    worker.shutdown_grace; a second signal cancels them at once (they are
+    redelivered later, nothing is lost).
+    """
+    cfg, app = load(config)
+    setup_logging(log_level)
+    if burst:
+        trio.run(run_burst, app, cfg, queue)
+        return
+    try:
+        sup = Supervisor(app, cfg, queues=queue, handle_signals=True)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+    trio.run(sup.run)
+
+
+def setup_logging(level: str) -> None:
+    """Log every ``trioqueue.*`` logger to stderr, each line naming its logger."""
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # coredis reports each script (re)load at INFO; it is routine, not news.
+    logging.getLogger("coredis").setLevel(logging.WARNING)

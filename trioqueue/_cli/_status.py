@@ -1,0 +1,65 @@
+"""``trioqueue status``: every queue's partitions and the live members, as tables or JSON."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+import trio
+import typer
+from rich.table import Table
+
+from trioqueue._cli._console import out
+from trioqueue._cli._jobs import job_status
+from trioqueue._cli._project import ConfigArg, QueueOpt, client_for, load
+from trioqueue._status import collect_status
+
+
+def status(
+    config: ConfigArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    job: Annotated[str | None, typer.Option("--job", help="Show this job's state instead.")] = None,
+    queue: QueueOpt = None,
+) -> None:
+    """Show each queue's backlog, in-flight, delayed and dead jobs, and live members
+    (or, with --job, one job's state)."""
+    cfg, app = load(config)
+    if job is not None:
+        job_status(cfg, app, job, queue, as_json)
+        return
+
+    async def go() -> dict[str, Any]:
+        async with client_for(cfg, app) as client:
+            queues = list(dict.fromkeys([*app.queues, *cfg.queues]))
+            ordered = [q for q, s in app.settings(cfg).items() if s.ordered]
+            return await collect_status(client.redis, cfg.broker.prefix, queues, ordered)
+
+    doc = trio.run(go)
+    if as_json:
+        out.print_json(orjson.dumps(doc).decode())
+        return
+    table = Table(title="queues")
+    cols = ("queue", "mode", "partition", "queued", "in flight", "delayed", "dead", "owner")
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("queue", "mode", "owner") else "right")
+    for name, q in doc["queues"].items():
+        for p in q["partitions"]:
+            table.add_row(
+                name,
+                q["mode"],
+                str(p["index"]),
+                str(p["queued"]),
+                str(p["pending"]),
+                str(p["delayed"]),
+                str(p["dead"]),
+                p["owner"] or "-",
+            )
+    out.print(table)
+    members = Table(title=f"live members ({len(doc['members'])})")
+    members.add_column("member (host:pid:random)")
+    members.add_column("queues")
+    members.add_column("owns (ordered queues)")
+    for m in doc["members"]:
+        owns = "; ".join(f"{q}: {', '.join(map(str, ps))}" for q, ps in m["partitions"].items())
+        members.add_row(m["id"], ", ".join(m["queues"]), owns or "-")
+    out.print(members)
