@@ -32,6 +32,7 @@ from trioqueue._errors import (
     TrioqueueError,
     UnknownMessageType,
 )
+from trioqueue._exports import fixup_module_metadata as _fixup_module_metadata
 from trioqueue._ops import JobState, JobStatus
 from trioqueue._sync_client import SyncClient
 from trioqueue._worker._stats import ConsumerStatistics, SupervisorStatistics
@@ -75,3 +76,7 @@ __all__ = [
     "current_job",
     "load_config",
 ]
+
+# Tracebacks, reprs and docs say trioqueue.QueueFull, not trioqueue._errors.QueueFull.
+_fixup_module_metadata(__name__, globals())
+del _fixup_module_metadata
