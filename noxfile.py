@@ -39,9 +39,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on the package."""
+    """mypy --strict on the package, and on tests/typing/: the public API as users see it."""
     session.install("-e", ".[test]", "mypy==2.4.1")
-    session.run("mypy", "trioqueue")
+    session.run("mypy", "trioqueue", "tests/typing")
 
 
 @nox.session(python=PYTHON)

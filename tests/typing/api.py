@@ -1,0 +1,155 @@
+"""The public API used as a user would, with the types a user should see.
+
+Checked by ``mypy --strict`` (``nox -s typecheck``), never run: pytest does not
+collect it (the name does not start with ``test_``), and importing it only registers
+handlers on an App; the code that would connect or call them sits in functions.
+A ``type: ignore[...]`` below marks a mistake the types must catch: strict mode
+warns about an ignore that is not needed, so each one is a test too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, assert_type
+
+import attrs
+import trio
+
+import trioqueue
+
+app = trioqueue.App("typing")
+
+
+@attrs.frozen
+class SendWelcome:
+    email: str
+
+
+@attrs.frozen
+class CountWords:
+    text: str
+
+
+@app.handler(queue="emails", retries=3, backoff=trioqueue.Backoff(initial=1.0, max=60.0))
+async def send_welcome(msg: SendWelcome) -> None:
+    job = trioqueue.current_job()
+    assert_type(job, trioqueue.JobContext)
+    assert_type(job.attempt, int)
+    assert_type(job.fencing_token, tuple[int, int])
+    if job.attempt == 1:
+        raise trioqueue.Retry(delay=2.0)
+    raise trioqueue.Reject("no such address")
+
+
+@app.handler(queue="words", run_in="thread", timeout=5.0)
+def count_words(msg: CountWords) -> int:
+    return len(msg.text.split())
+
+
+@app.cron("*/5 * * * *")
+def every_five_minutes() -> SendWelcome | None:
+    return None
+
+
+def decorated() -> None:
+    """Decorating keeps the message type; the function stays callable."""
+    assert_type(send_welcome, trioqueue.Handler[SendWelcome])
+    assert_type(count_words, trioqueue.Handler[CountWords])
+    assert_type(count_words.message_type, type[CountWords])
+    assert_type(count_words.queue, str)
+    count_words(CountWords("two words"))
+    count_words(SendWelcome("a@example.org"))  # type: ignore[arg-type]
+    assert_type(every_five_minutes(), SendWelcome | None)
+
+
+async def produce(url: str) -> None:
+    async with app.connect(url, prefix="tq") as client:
+        assert_type(client, trioqueue.Client)
+        job = await client.send(SendWelcome("a@example.org"), job_id="welcome-a", delay=5.0)
+        assert_type(job, trioqueue.Job)
+        assert_type(job.id, str)
+        assert_type(job.queue, str)
+        assert_type(job.partition, int)
+        assert_type(job.duplicate, bool)
+        at = dt.datetime.now(dt.UTC)
+        later = await client.send(CountWords("x"), queue="words", key="doc-1", at=at)
+        assert_type(later, trioqueue.Job)
+        jobs = await client.send_many(
+            [CountWords("a"), CountWords("b")], key=lambda msg: str(msg.text)
+        )
+        assert_type(jobs, list[trioqueue.Job])
+
+        # The handler's shortcut is typed against its message type.
+        assert_type(await send_welcome.send(client, SendWelcome("b@example.org")), trioqueue.Job)
+        pending = send_welcome.send(client, SendWelcome("c@example.org"))
+        await assert_type(pending, Coroutine[Any, Any, trioqueue.Job])
+        await send_welcome.send(client, CountWords("x"))  # type: ignore[call-overload]
+
+        status = await client.status(job)
+        assert_type(status, trioqueue.JobStatus)
+        assert_type(status.state, trioqueue.JobState)
+        assert_type(status.attempts, int)
+        assert_type(status.enqueued_at, dt.datetime | None)
+        assert_type(status.error, str | None)
+        assert_type(await client.status("job-id", queue="emails"), trioqueue.JobStatus)
+        assert_type(await client.cancel(job), str)
+        assert_type(await client.partitions("emails"), int)
+        with trio.fail_after(10):
+            assert_type(await client.result(later), Any)
+        try:
+            await client.result(job, timeout=1.0)
+        except trioqueue.JobFailed as exc:
+            assert_type(exc.error_type, str)
+            assert_type(exc.error, str)
+        except trioqueue.JobCancelled as exc:
+            assert_type(exc.job_id, str)
+
+        letters = await client.dead_letters("emails", count=10)
+        assert_type(letters, list[trioqueue.DeadLetter])
+        assert_type(letters[0].failed_at, dt.datetime | None)
+        assert_type(await client.retry_dead_letters("emails", [letters[0].id]), tuple[int, int])
+        assert_type(await client.purge_dead_letters("emails"), int)
+
+
+def produce_sync(url: str) -> None:
+    with app.connect_sync(url) as client:
+        assert_type(client, trioqueue.SyncClient)
+        try:
+            job = client.send(SendWelcome("a@example.org"))
+        except trioqueue.QueueFull as exc:
+            assert_type(exc.queue, str)
+            assert_type(exc.max_length, int)
+            return
+        except trioqueue.MessageTooLarge as exc:
+            assert_type(exc.limit, int)
+            return
+        except trioqueue.BrokerUnavailable:
+            return
+        assert_type(job, trioqueue.Job)
+        assert_type(send_welcome.send(client, SendWelcome("b@example.org")), trioqueue.Job)
+        send_welcome.send(client, CountWords("x"))  # type: ignore[call-overload]
+        assert_type(client.send_many([CountWords("a")]), list[trioqueue.Job])
+        assert_type(client.status(job), trioqueue.JobStatus)
+        assert_type(client.result(job, timeout=30.0), Any)
+        assert_type(client.cancel(job.id, queue=job.queue), str)
+        assert_type(client.partitions("words"), int)
+
+
+async def work(path: Path) -> None:
+    try:
+        config = trioqueue.load_config(path)
+    except trioqueue.ConfigError as exc:
+        assert_type(exc.problems, list[str])
+        raise
+    assert_type(config, trioqueue.Config)
+    assert_type(config.broker, trioqueue.BrokerConfig)
+    assert_type(config.broker.url, str | None)
+    assert_type(config.worker, trioqueue.WorkerConfig)
+    assert_type(app.settings(config), dict[str, trioqueue.QueueSettings])
+    assert_type(app.queue_settings("emails", config).concurrency, int)
+    supervisor = trioqueue.Supervisor(app, config, queues=["emails"])
+    async with trio.open_nursery() as nursery:
+        await nursery.start(supervisor.run)
+        nursery.cancel_scope.cancel()
