@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import secrets
+import traceback
 
 import attrs
 import pytest
 import trio
+from coredis.exceptions import ResponseError
 
 import trioqueue
-from tests.conftest import Server, make_config, wait_for
+from tests.conftest import Server, free_port, make_config, wait_for
+from trioqueue._connection import chainable
 
 # What a worker needs: the stream/script commands its loops and Lua scripts run.
 # Documented in docs/how-to/security.md; keep both in sync.
@@ -132,3 +135,28 @@ async def test_message_naming_a_callable_is_dead_lettered_not_imported(
     assert fields["error_type"] == "UnknownMessageType"
     assert fields["type"] == "os.system"
     assert seen == []
+
+
+async def test_broker_error_chains_the_original_error() -> None:
+    """The error behind a ``BrokerError`` stays attached for the operator's traceback,
+    and the traceback shows no password."""
+    canary = "CanaryPw" + secrets.token_hex(6)
+    url = f"redis://someone:{canary}@127.0.0.1:{free_port()}/0"
+    with pytest.raises(trioqueue.BrokerUnavailable) as info:
+        async with make_app([]).connect(url, connect_timeout=1.0):
+            pass
+    assert info.value.__cause__ is not None
+    assert canary not in "".join(traceback.format_exception(info.value))
+
+
+def test_an_error_showing_the_password_is_not_chained() -> None:
+    """A reply that echoes the AUTH arguments, even deep in a chain, is dropped."""
+    url = "redis://someone:s3cret@127.0.0.1:1/0"
+    refused = ConnectionRefusedError("connection refused")
+    assert chainable(refused, url) is refused
+    echoed = ResponseError("ERR unknown command 'AUTH', with args beginning with: 's3cret'")
+    assert chainable(echoed, url) is None
+    wrapper = OSError("lost")
+    wrapper.__context__ = echoed
+    assert chainable(wrapper, url) is None
+    assert chainable(echoed, "redis://127.0.0.1:1/0") is echoed

@@ -360,6 +360,8 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Config:
     try:
         cfg = _CONVERTER.structure(dict(data), Config)
     except Exception as exc:
+        # Every problem cattrs found is in the message; its nested exception groups
+        # would only print them again, as a tree of tracebacks.
         raise ConfigError(_problems(exc)) from None
     problems = _check_ranges(cfg)
     if problems:

@@ -37,15 +37,39 @@ def redact_url(url: str) -> str:
 
 def redact(text: str, url: str | None) -> str:
     """``text`` with the password of ``url`` removed wherever it appears."""
+    password = _password(url)
+    return text.replace(password, "***") if password else text
+
+
+def chainable(exc: BaseException, url: str | None) -> BaseException | None:
+    """``exc``, to chain as the cause of the ``BrokerError`` that replaces it, or None
+    if its text (or that of an error it chains) shows the password of ``url``.
+
+    The original error tells an operator what failed underneath (a TLS handshake, a
+    refused connection), but it is printed unredacted with the traceback; and a
+    server can echo the AUTH arguments in an error reply (``unknown command 'AUTH',
+    with args beginning with: ...`` when AUTH is renamed away).
+    """
+    password = _password(url)
+    if not password:
+        return exc
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        if password in str(link):
+            return None
+        seen.add(id(link))
+        link = link.__cause__ or link.__context__
+    return exc
+
+
+def _password(url: str | None) -> str | None:
     if not url:
-        return text
+        return None
     try:
-        password = urlsplit(url).password
+        return urlsplit(url).password
     except ValueError:
-        return text
-    if password:
-        text = text.replace(password, "***")
-    return text
+        return None
 
 
 def check_url(url: str) -> None:
@@ -126,7 +150,7 @@ def make_client(
     """A coredis client for ``url``; enter it with ``async with`` before use.
 
     The client does not retry on its own: a retried script after an unknown outcome
-    could apply twice, so callers decide (see ``_worker/_backoff.py``).
+    could apply twice, so callers decide (see ``_worker/_outage.py``).
     """
     check_url(url)
     kwargs: dict[str, Any] = {
@@ -145,7 +169,7 @@ def make_client(
     except (ValueError, TypeError) as exc:
         raise BrokerError(
             f"invalid broker URL {redact_url(url)}: {redact(str(exc), url)}"
-        ) from None
+        ) from chainable(exc, url)
 
 
 @asynccontextmanager
@@ -178,8 +202,9 @@ async def connected(
         if inner is None:
             raise
         if isinstance(inner, cx.RedisError) and not isinstance(inner, BrokerError):
-            raise classify(inner, url) from None
-        raise inner from None
+            raise classify(inner, url) from chainable(inner, url)
+        # Hide the group around it, but keep the cause it came with.
+        raise inner from inner.__cause__
 
 
 def sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
@@ -204,7 +229,7 @@ async def ping(client: Redis, url: str | None, *, timeout: float) -> None:
     except BrokerError:
         raise
     except Exception as exc:
-        raise classify(exc, url) from None
+        raise classify(exc, url) from chainable(exc, url)
 
 
 def as_text(value: Any) -> str:
