@@ -13,7 +13,7 @@ from coredis.exceptions import ResponseError
 
 import trioqueue
 from tests.conftest import Server, free_port, make_config, wait_for
-from trioqueue._connection import chainable
+from trioqueue._connection import chainable, redact_url
 
 # What a worker needs: the stream/script commands its loops and Lua scripts run.
 # Documented in docs/how-to/security.md; keep both in sync.
@@ -160,3 +160,10 @@ def test_an_error_showing_the_password_is_not_chained() -> None:
     wrapper.__context__ = echoed
     assert chainable(wrapper, url) is None
     assert chainable(echoed, "redis://127.0.0.1:1/0") is echoed
+
+
+def test_redact_url_survives_a_bad_port() -> None:
+    """An unparseable port makes the URL unshowable, not the redaction crash."""
+    assert redact_url("redis://someone:s3cret@127.0.0.1:notaport/0") == "<unparseable url>"
+    with pytest.raises(trioqueue.BrokerError, match="invalid broker URL <unparseable url>"):
+        make_app([]).connect_sync("redis://someone:s3cret@127.0.0.1:notaport/0")

@@ -24,14 +24,15 @@ def redact_url(url: str) -> str:
     """The URL with any password replaced by ``***`` (safe to log)."""
     try:
         parts = urlsplit(url)
+        port = parts.port  # parsed lazily: "host:notaport" fails only here
     except ValueError:
         return "<unparseable url>"
     if parts.password is None:
         return url
     user = parts.username or ""
     host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
+    if port is not None:
+        host = f"{host}:{port}"
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
