@@ -152,4 +152,8 @@ async def work(path: Path) -> None:
     supervisor = trioqueue.Supervisor(app, config, queues=["emails"])
     async with trio.open_nursery() as nursery:
         await nursery.start(supervisor.run)
+        stats = supervisor.statistics()
+        assert_type(stats, trioqueue.SupervisorStatistics)
+        assert_type(stats.queues["emails"], trioqueue.ConsumerStatistics)
+        assert_type(stats.queues["emails"].succeeded, int)
         nursery.cancel_scope.cancel()
