@@ -13,9 +13,9 @@ the connection unusable (it is marked broken).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import hiredis
@@ -24,6 +24,9 @@ import trio
 Arg = str | bytes | int | float
 
 __all__ = ["Arg", "RespClient", "RespError", "open_resp"]
+
+# hiredis's stub types the argument as a one-element tuple; it takes any length.
+_pack = cast(Callable[[tuple[Arg, ...]], bytes], hiredis.pack_command)
 
 
 class RespError(Exception):
@@ -73,7 +76,7 @@ class RespClient:
 
     async def execute(self, *args: Arg) -> Any:
         """Send one command and return its reply; raise ``RespError`` for an error reply."""
-        waiter = self._issue(hiredis.pack_command(args), 1)
+        waiter = self._issue(_pack(args), 1)
         await self._flush()
         await self._wait(waiter)
         reply = waiter.replies[0]
@@ -86,7 +89,7 @@ class RespClient:
         as ``RespError`` values (not raised)."""
         if not commands:
             return []
-        data = b"".join([hiredis.pack_command(tuple(c)) for c in commands])
+        data = b"".join([_pack(tuple(c)) for c in commands])
         waiter = self._issue(data, len(commands))
         await self._flush()
         await self._wait(waiter)
@@ -145,7 +148,8 @@ class RespClient:
                 data = await self._stream.receive_some(1 << 18)
                 if not data:
                     raise trio.BrokenResourceError("server closed the connection")
-                reader.feed(data)
+                # The stub says bytes; any buffer is accepted, and copying costs.
+                reader.feed(data)  # type: ignore[arg-type]
                 while (reply := reader.gets()) is not False:
                     first = pending[0]
                     first.replies.append(reply)
