@@ -419,7 +419,7 @@ async def drain(
 ) -> None:
     """Bulk-send N jobs, drain them with one worker process, and measure what the
     server holds afterwards (default settings: outcomes kept for ``result_ttl``)."""
-    await admin.execute("FLUSHALL")
+    await admin.execute("FLUSHALL", "SYNC")
     tag = f"{system[0]}{secrets.token_hex(4)}"
     stream = f"{tag}:stream"
     before = await used_memory(admin)
@@ -476,7 +476,7 @@ def sync_one_at_a_time(call: Callable[[], object], n: int) -> float:
 async def sends(admin: RespClient, url: str, n: int, res: Results) -> None:
     """Single, concurrent and synchronous send rates of every system, one after the
     other on one server (nothing consumes these jobs)."""
-    await admin.execute("FLUSHALL")
+    await admin.execute("FLUSHALL", "SYNC")
     stream = "sends:stream"
     prefix = f"s{secrets.token_hex(4)}"
 
@@ -524,7 +524,7 @@ async def sends(admin: RespClient, url: str, n: int, res: Results) -> None:
 async def latency(admin: RespClient, url: str, jobs: int, res: Results) -> None:
     """All three consumers run at once and the sends take turns, so drift in the
     machine's load (other processes, CPU frequency) hits every system alike."""
-    await admin.execute("FLUSHALL")
+    await admin.execute("FLUSHALL", "SYNC")
     tag = f"l{secrets.token_hex(4)}"
     expect = LATENCY_WARMUP + jobs
     base = {"mode": "latency", "url": url, "expect": expect}
