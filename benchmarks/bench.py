@@ -63,6 +63,8 @@ REDIS_PY, SYNC_CLIENT = "redis-py", "SyncClient"
 
 @attrs.frozen
 class Ping:
+    """The benchmark's no-op job: only its send time (``time.time()``)."""
+
     sent: float
 
 
@@ -179,10 +181,12 @@ class Server:
 
 
 def result_key(tag: str) -> str:
+    """Where a worker process leaves its stamps for the driver."""
     return f"benchresult:{tag}"
 
 
 def ready_key(tag: str) -> str:
+    """Set by a worker process once it consumes (the latency run waits for it)."""
     return f"benchready:{tag}"
 
 
@@ -317,6 +321,7 @@ class Results:
 
 
 def child_env() -> dict[str, str]:
+    """The environment of a worker process: no broker URL of the caller's own."""
     env = dict(os.environ)
     env.pop("TRIOQUEUE_BROKER_URL", None)
     return env
@@ -361,6 +366,7 @@ async def child_result(admin: RespClient, tag: str) -> dict[str, Any]:
 def record_drain(
     res: Results, system: str, concurrency: int, result: dict[str, Any], n: int
 ) -> None:
+    """Record a drain's processing rate and worker CPU per job."""
     if result["count"] != n:
         raise RuntimeError(f"{system}: worker handled {result['count']} jobs, expected {n}")
     rate = n / (result["last"] - result["first"])
@@ -372,6 +378,7 @@ def record_drain(
 
 
 async def bulk_trioqueue(admin: RespClient, url: str, prefix: str, n: int, res: Results) -> None:
+    """``Client.send_many`` of N jobs: bulk send rate and memory per queued job."""
     msgs = [Ping(time.time()) for _ in range(n)]
     async with app.connect(url, prefix=prefix) as client:
         before = await used_memory(admin)
@@ -385,6 +392,7 @@ async def bulk_trioqueue(admin: RespClient, url: str, prefix: str, n: int, res: 
 
 
 async def bulk_floor(admin: RespClient, url: str, stream: str, n: int, res: Results) -> None:
+    """The floor's bulk send: ``XADD`` pipelined in batches of 500."""
     stamps = [str(time.time()) for _ in range(n)]
     async with open_resp(url) as client:
         before = await used_memory(admin)
@@ -400,6 +408,7 @@ async def bulk_floor(admin: RespClient, url: str, stream: str, n: int, res: Resu
 
 
 async def bulk_coredis(admin: RespClient, url: str, stream: str, n: int, res: Results) -> None:
+    """The floor's bulk send through a coredis pipeline."""
     stamps = [str(time.time()) for _ in range(n)]
     async with connected(url) as client:
         before = await used_memory(admin)
@@ -563,6 +572,7 @@ async def latency(admin: RespClient, url: str, jobs: int, res: Results) -> None:
 
 
 def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile of ``values``, linearly interpolated."""
     ordered = sorted(values)
     k = (len(ordered) - 1) * q
     lo, hi = math.floor(k), math.ceil(k)
@@ -595,6 +605,8 @@ class Target:
 
 @attrs.frozen
 class Row:
+    """One line of the table (and of the JSON file's ``figures``)."""
+
     figure: str
     unit: str
     floor: float
@@ -683,10 +695,11 @@ def print_table(rows: list[Row], args: argparse.Namespace) -> None:
     print("-" * (len(header) + 30))
     for r in rows:
         mark = "" if r.met is None else ("  met" if r.met else "  MISSED")
-        print(
+        line = (
             f"{r.figure:<32}{r.unit:>7}{r.floor:>11,.1f}{r.client:>11,.1f}{r.client_ratio:>8.2f}"
             f"{r.trioqueue:>11,.1f}{r.ratio:>8.2f}  {r.target}{mark}"
         )
+        print(line.rstrip())
 
 
 async def bench(n: int, sends_n: int, reps: int, latency_jobs: int) -> Results:

@@ -154,6 +154,8 @@ def redis_py_rates(host: str, port: int, n: int) -> tuple[float, float]:
 
 @attrs.frozen
 class Row:
+    """One client's line of the table."""
+
     client: str
     single_us: float
     single_per_s: float
