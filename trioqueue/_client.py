@@ -16,8 +16,8 @@ from trioqueue._config import Config
 from trioqueue._connection import Redis, classify, connected, is_connection_error
 from trioqueue._deadletters import DeadLetter, list_dead, purge_dead, retry_dead
 from trioqueue._keys import PartitionKeys
-from trioqueue._ops import ClientBase, Item, Job, JobStatus, due_ms, partition_for, send_error
-from trioqueue._scripts import CANCEL, DLQ_RETRY, FIND, SEND
+from trioqueue._ops import ClientBase, Item, Job, JobStatus, due_ms, partition_for
+from trioqueue._scripts import Call, run
 
 __all__ = ["Client", "Job"]
 
@@ -34,10 +34,6 @@ class Client(ClientBase):
     ) -> None:
         super().__init__(app, prefix=prefix, config=config, url=url)
         self.redis = redis
-        self._send = redis.register_script(SEND)
-        self._cancel = redis.register_script(CANCEL)
-        self._dlq_retry = redis.register_script(DLQ_RETRY)
-        self._find = redis.register_script(FIND)
 
     async def send(
         self,
@@ -124,16 +120,8 @@ class Client(ClientBase):
         ``unique``: the ids were chosen by the caller, enqueue each at most once.
         ``due``: 0 = now, > 0 = epoch milliseconds, < 0 = minus a delay in milliseconds.
         """
-        keys, args = self._send_call(queue, partition, items, unique, due)
-        try:
-            res: Any = await run_script(self.redis, self._send, keys, args)
-        except cx.ResponseError as exc:
-            raise (send_error(queue, str(exc)) or classify(exc, self._url)) from None
-        except Exception as exc:
-            if is_connection_error(exc):
-                raise classify(exc, self._url) from None
-            raise
-        return self._jobs(queue, partition, items, res)
+        sent = await self._call(self._send_call(queue, partition, items, unique, due))
+        return self._jobs(queue, partition, items, sent)
 
     async def cancel(self, job: Job | str, *, queue: str | None = None) -> str:
         """Cancel a job. Returns ``"removed"`` (it was still waiting and is gone),
@@ -144,8 +132,7 @@ class Client(ClientBase):
         queue, which is slower on long queues than passing the ``Job``.
         """
         j = await self._locate(job, queue)
-        keys, args = self._cancel_call(j)
-        return _text(await self._call(self._cancel, keys, args))
+        return await self._call(self._cancel_call(j))
 
     async def result(
         self, job: Job | str, *, queue: str | None = None, timeout: float = 30.0
@@ -190,8 +177,7 @@ class Client(ClientBase):
         doc = await self._io(self.redis.get(keys.result(j.id)))
         found = None
         if doc is None:
-            call_keys, args = self._find_call(j)
-            found = await self._call(self._find, call_keys, args)
+            found = await self._call(self._find_call(j))
         return self._status(j, doc, found)
 
     async def _locate(self, job: Job | str, queue: str | None) -> Job:
@@ -228,7 +214,7 @@ class Client(ClientBase):
         resent = skipped = 0
         for p in range(await self.partitions(queue)):
             keys = PartitionKeys(self.prefix, queue, p)
-            r, s = await self._io(retry_dead(self.redis, self._dlq_retry, keys, ids))
+            r, s = await self._io(retry_dead(self.redis, keys, ids))
             resent, skipped = resent + r, skipped + s
         return resent, skipped
 
@@ -249,31 +235,9 @@ class Client(ClientBase):
                 raise classify(exc, self._url) from None
             raise
 
-    async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        try:
-            return await script(keys=keys, args=args)
-        except Exception as exc:
-            if is_connection_error(exc) or isinstance(exc, cx.RedisError):
-                raise classify(exc, self._url) from None
-            raise
-
-
-async def run_script(redis: Redis, script: Any, keys: list[str], args: list[Any]) -> Any:
-    """Run a registered script as calling it would, with less client-side work.
-
-    Calling a coredis ``Script`` wraps the request twice (retry on NOSCRIPT, then a
-    transform), converting every argument three times; for a send of a thousand jobs
-    or an acknowledgement of a few hundred that is a large share of the call's cost.
-    """
-    try:
-        return await redis.evalsha(script.sha, keys=keys, args=args)
-    except cx.NoScriptError:
-        # Not loaded (e.g. the server restarted): nothing ran, so running it is safe.
-        return await script(keys=keys, args=args)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    async def _call(self, call: Call[T]) -> T:
+        """Run a script call; its declared error codes raise trioqueue's errors."""
+        return await self._io(run(self.redis, call))
 
 
 @asynccontextmanager

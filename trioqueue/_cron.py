@@ -1,9 +1,9 @@
 """Schedules: cron expressions (via cronsim) and fixed intervals, fired once per tick.
 
 Every supervisor computes the latest due tick from the *server's* clock and claims it
-with a compare-and-set script on ``<prefix>:cron:<name>``; only the claimant fires it.
-Ticks missed while no supervisor ran are not replayed: at most the latest tick is
-fired, and only if it is younger than ``misfire_grace`` seconds.
+with a compare-and-set script (``_lua/cron_claim.lua``) on ``<prefix>:cron:<name>``;
+only the claimant fires it. Ticks missed while no supervisor ran are not replayed: at
+most the latest tick is fired, and only if it is younger than ``misfire_grace`` seconds.
 """
 
 from __future__ import annotations
@@ -20,15 +20,6 @@ from cronsim import CronSim, CronSimError
 __all__ = ["Schedule"]
 
 MISFIRE_GRACE = 60.0
-
-# KEYS: the schedule's claim key; ARGV: tick (epoch ms). Returns 1 if this caller won.
-CLAIM = """#!lua
-local last = tonumber(redis.call('GET', KEYS[1]) or '0')
-local tick = tonumber(ARGV[1])
-if tick <= last then return 0 end
-redis.call('SET', KEYS[1], ARGV[1])
-return 1
-"""
 
 
 def check_cron(expr: str) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 
+from trioqueue import _scripts as scripts
 from trioqueue._connection import Redis
 from trioqueue._envelope import entry_fields_text
 from trioqueue._keys import PartitionKeys
@@ -72,7 +73,7 @@ async def list_dead(redis: Redis, keys: PartitionKeys, count: int) -> list[DeadL
 
 
 async def retry_dead(
-    redis: Redis, script: Any, keys: PartitionKeys, ids: Sequence[str] | None
+    redis: Redis, keys: PartitionKeys, ids: Sequence[str] | None
 ) -> tuple[int, int]:
     """Re-send dead letters (all when ``ids`` is None); return (re-sent, skipped).
 
@@ -82,8 +83,8 @@ async def retry_dead(
     if ids is not None:
         if not ids:
             return 0, 0
-        resent, skipped, _ = await script(keys=[keys.stream, keys.dead], args=[0, *ids])
-        return int(resent), int(skipped)
+        done = await scripts.run(redis, scripts.dlq_retry_ids(keys, ids))
+        return done.resent, done.skipped
     newest: Any = await redis.xrevrange(keys.dead, count=1)
     if not newest:
         return 0, 0
@@ -91,14 +92,14 @@ async def retry_dead(
     total_resent = total_skipped = 0
     start = "-"
     while True:
-        resent, skipped, last = await script(
-            keys=[keys.stream, keys.dead], args=[PAGE, "", start, end]
+        page = await scripts.run(
+            redis, scripts.dlq_retry_range(keys, start=start, end=end, count=PAGE)
         )
-        total_resent += int(resent)
-        total_skipped += int(skipped)
-        if not last or _text(last) == end:
+        total_resent += page.resent
+        total_skipped += page.skipped
+        if not page.last or page.last == end:
             return total_resent, total_skipped
-        start = f"({_text(last)}"
+        start = f"({page.last}"
 
 
 async def purge_dead(redis: Redis, keys: PartitionKeys, ids: Sequence[str] | None) -> int:

@@ -2,7 +2,10 @@
 
 Every key a single script touches shares one hash tag (``{queue:partition}``), so
 the same scripts run unchanged on Redis Cluster. Queue names are restricted to
-characters that cannot break a hash tag.
+characters that cannot break a hash tag. Scripts never build a key themselves: every
+key they touch is made here and passed in ``KEYS`` (Redis Cluster refuses an
+undeclared key once its slot has begun to migrate, after the script's earlier writes
+were applied).
 """
 
 from __future__ import annotations
@@ -39,9 +42,11 @@ class PartitionKeys:
     prefix: str
     queue: str
     partition: int = 0
+    # Built once: settling a batch derives several keys per job from it.
+    tag: str = attrs.field(init=False, eq=False, repr=False)
 
-    @property
-    def tag(self) -> str:
+    @tag.default
+    def _tag(self) -> str:
         return f"{self.prefix}:{{{self.queue}:{self.partition}}}"
 
     @property
@@ -61,6 +66,7 @@ class PartitionKeys:
         return f"{self.tag}:meta"
 
     def result(self, job_id: str) -> str:
+        """The job's outcome document, kept for ``result_ttl``."""
         return f"{self.tag}:result:{job_id}"
 
     def result_wait(self, job_id: str) -> str:
@@ -70,6 +76,10 @@ class PartitionKeys:
     def result_done(self, job_id: str) -> str:
         """List the settling script pushes to, to wake a waiting client (BLPOP)."""
         return f"{self.tag}:done:{job_id}"
+
+    def outcome(self, job_id: str) -> tuple[str, str, str]:
+        """The result, wait and done keys: what storing a job's outcome touches."""
+        return self.result(job_id), self.result_wait(job_id), self.result_done(job_id)
 
     @property
     def lease(self) -> str:
@@ -81,7 +91,12 @@ class PartitionKeys:
         """Counter of lease grants: the partition's fencing epoch."""
         return f"{self.tag}:epoch"
 
+    def unique(self, job_id: str) -> str:
+        """Marks a caller-chosen job id as taken (holds its entry id); see send.lua."""
+        return f"{self.tag}:unique:{job_id}"
+
     def cancel_marker(self, job_id: str) -> str:
+        """Asks the worker running the job to cancel it (read by its renewal)."""
         return f"{self.tag}:cancel:{job_id}"
 
 

@@ -1,6 +1,7 @@
-"""What the async and the sync client share: routing, encoding, script arguments and
-the reading of script replies. The I/O itself lives in ``_client.py`` (coredis, Trio)
-and ``_sync_client.py`` (redis-py); both run the same scripts from ``_scripts.py``."""
+"""What the async and the sync client share: routing, encoding, the script calls they
+make and the reading of their replies. The I/O itself lives in ``_client.py`` (coredis,
+Trio) and ``_sync_client.py`` (redis-py); both run the same typed calls of
+``_scripts`` (the Lua in ``_lua/``)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ from typing import Any, Literal
 import attrs
 import orjson
 
+from trioqueue import _scripts as scripts
 from trioqueue._app import App
 from trioqueue._config import Config, QueueSettings
 from trioqueue._envelope import new_job_id
 from trioqueue._errors import JobCancelled, JobFailed, MessageTooLarge
-from trioqueue._keys import GROUP, PartitionKeys, control_channel
+from trioqueue._keys import PartitionKeys, control_channel
 
 # A send script call stays well under the server's busy threshold with this many jobs.
 SEND_CHUNK = 1000
@@ -27,8 +29,7 @@ PARTITIONS_CACHE = 10.0
 # How far a cancel by bare job id scans a queue for a waiting job.
 CANCEL_SCAN = 100_000
 
-Item = tuple[str, str, bytes, str]  # (job id, wire type name, JSON body, key or "")
-Call = tuple[list[str], list[Any]]  # (KEYS, ARGV) of one script call
+Item = scripts.SendItem  # (job id, wire type name, JSON body, key or "")
 
 
 @attrs.frozen
@@ -152,36 +153,34 @@ class ClientBase:
 
     def _send_call(
         self, queue: str, partition: int, items: Sequence[Item], unique: bool, due: int
-    ) -> Call:
+    ) -> scripts.Call[scripts.Sent]:
         settings = self.queue_settings(queue)
         for _, _, body, _ in items:
             if len(body) > settings.max_message_bytes:
                 raise MessageTooLarge(queue, len(body), settings.max_message_bytes)
-        keys = PartitionKeys(self.prefix, queue, partition)
-        args: list[Any] = [
-            settings.max_length or 0,
-            settings.max_message_bytes,
-            "1" if unique else "",
-            due,
-            len(items),
-        ]
-        for job_id, type_name, body, key in items:
-            args += [job_id, type_name, body, key]
-        return [keys.stream, keys.meta, keys.delayed], args
+        return scripts.send(
+            PartitionKeys(self.prefix, queue, partition),
+            items,
+            max_length=settings.max_length or 0,
+            max_message_bytes=settings.max_message_bytes,
+            unique=unique,
+            due=due,
+        )
 
     @staticmethod
-    def _jobs(queue: str, partition: int, items: Sequence[Item], res: Any) -> list[Job]:
-        ids, dups = res
+    def _jobs(queue: str, partition: int, items: Sequence[Item], sent: scripts.Sent) -> list[Job]:
         return [
             Job(
                 id=job_id,
                 queue=queue,
                 partition=partition,
-                entry_id=_text(entry_id),
+                entry_id=entry_id,
                 type_name=type_name,
-                duplicate=bool(int(dup)),
+                duplicate=dup,
             )
-            for (job_id, type_name, _, _), entry_id, dup in zip(items, ids, dups, strict=True)
+            for (job_id, type_name, _, _), entry_id, dup in zip(
+                items, sent.entry_ids, sent.duplicates, strict=True
+            )
         ]
 
     def _job(self, job: Job | str, queue: str | None) -> Job:
@@ -191,28 +190,29 @@ class ClientBase:
             raise ValueError("pass a Job, or a job id together with queue=...")
         return Job(id=job, queue=queue)
 
-    def _cancel_call(self, job: Job) -> Call:
-        keys = PartitionKeys(self.prefix, job.queue, job.partition)
-        ttl_ms = int(self.queue_settings(job.queue).result_ttl * 1000)
-        return (
-            [keys.stream, keys.delayed, keys.cancel_marker(job.id), keys.result(job.id)],
-            [
-                GROUP,
-                job.id,
-                job.entry_id,
-                ttl_ms,
-                CANCEL_SCAN,
-                control_channel(self.prefix),
-                orjson.dumps({"state": "cancelled"}),
-            ],
+    def _cancel_call(self, job: Job) -> scripts.Call[scripts.CancelOutcome]:
+        return scripts.cancel(
+            PartitionKeys(self.prefix, job.queue, job.partition),
+            job_id=job.id,
+            entry_id=job.entry_id,
+            result_ttl_ms=int(self.queue_settings(job.queue).result_ttl * 1000),
+            scan_limit=CANCEL_SCAN,
+            channel=control_channel(self.prefix),
+            outcome=orjson.dumps({"state": "cancelled"}),
         )
 
-    def _find_call(self, job: Job) -> Call:
-        keys = PartitionKeys(self.prefix, job.queue, job.partition)
-        return [keys.stream, keys.delayed], [GROUP, job.id, job.entry_id, CANCEL_SCAN]
+    def _find_call(self, job: Job) -> scripts.Call[scripts.InStream | scripts.InDelayed | None]:
+        return scripts.find(
+            PartitionKeys(self.prefix, job.queue, job.partition),
+            job_id=job.id,
+            entry_id=job.entry_id,
+            scan_limit=CANCEL_SCAN,
+        )
 
     @staticmethod
-    def _status(job: Job, doc: bytes | None, found: Any) -> JobStatus:
+    def _status(
+        job: Job, doc: bytes | None, found: scripts.InStream | scripts.InDelayed | None
+    ) -> JobStatus:
         if doc is not None:
             d = orjson.loads(doc)
             error = (
@@ -227,25 +227,22 @@ class ClientBase:
                 finished_at=_ms(d.get("finished")),
                 error=error,
             )
-        kind, where, what, pending = (_text(found[0]), found[1], found[2], found[3])
-        if kind == "stream":
-            flat = [_text(x) for x in what]
-            fields = dict(zip(flat[::2], flat[1::2], strict=True))
-            entry_id = _text(where)
+        if isinstance(found, scripts.InStream):
+            fields = found.fields
             common: dict[str, Any] = {
                 "attempts": int(fields.get("attempt", "1")),
-                "enqueued_at": _ms(fields.get("enqueued", entry_id.split("-")[0])),
+                "enqueued_at": _ms(fields.get("enqueued", found.entry_id.split("-")[0])),
                 "error": fields.get("error"),
             }
-            if pending:
-                owner, idle = _text(pending[0]), int(pending[1])
+            if found.pending is not None:
+                owner, idle, _ = found.pending
                 started = dt.datetime.now(dt.UTC) - dt.timedelta(milliseconds=idle)
                 return JobStatus(
                     job.id, job.queue, "active", worker=owner, started_at=started, **common
                 )
             return JobStatus(job.id, job.queue, "queued", **common)
-        if kind == "delayed":
-            d = orjson.loads(where)
+        if isinstance(found, scripts.InDelayed):
+            d = orjson.loads(found.payload)
             attempt = int(d.get("attempt", 1))
             return JobStatus(
                 job.id,
@@ -253,7 +250,7 @@ class ClientBase:
                 "retrying" if attempt > 1 else "scheduled",
                 attempts=attempt,
                 enqueued_at=_ms(d.get("enqueued")),
-                due_at=_ms(_text(what)),
+                due_at=_ms(found.due_ms),
                 error=d.get("error"),
             )
         return JobStatus(job.id, job.queue, "unknown")
@@ -296,27 +293,3 @@ def due_ms(delay: float | dt.timedelta | None, at: dt.datetime | None) -> int:
     if seconds < 0:
         raise ValueError("delay must be >= 0")
     return -int(seconds * 1000) if seconds > 0 else 0
-
-
-def send_error(queue: str, message: str) -> Exception | None:
-    """The trioqueue error for a SEND script's error reply, if it is one of ours."""
-    from trioqueue._errors import BrokerError, QueueFull
-
-    if message.startswith("QUEUEFULL"):
-        return QueueFull(queue, int(message.split()[1]))
-    if message.startswith("TOOLARGE"):
-        _, size, limit = message.split()[:3]
-        return MessageTooLarge(queue, int(size), int(limit))
-    if (
-        message.startswith("WRONGTYPE")
-        or "Operation against a key holding the wrong kind" in message
-    ):
-        return BrokerError(
-            f"queue {queue!r}: its stream key holds another Redis type; "
-            "another program uses the same key prefix"
-        )
-    return None
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

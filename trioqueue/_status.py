@@ -8,9 +8,9 @@ from typing import Any
 import orjson
 from coredis.tokens import PureToken
 
+from trioqueue import _scripts as scripts
 from trioqueue._connection import Redis
 from trioqueue._keys import GROUP, PartitionKeys, member_key, members_key
-from trioqueue._scripts import SERVER_TIME
 
 
 async def partition_count(redis: Redis, prefix: str, queue: str, default: int = 1) -> int:
@@ -26,8 +26,7 @@ async def collect_status(
     per ordered queue) and per-queue ``partitions`` figures."""
     # TIME through a script: the client's TIME reply loses the milliseconds, and a
     # member whose heartbeat expired within the last second would still look live.
-    now: Any = await redis.register_script(SERVER_TIME)(keys=[], args=[])
-    now_ms = int(now[0]) * 1000 + int(now[1]) // 1000
+    now_ms = await scripts.run(redis, scripts.server_time()) // 1000
     member_ids: Any = await redis.zrange(
         members_key(prefix), now_ms, "+inf", sortby=PureToken.BYSCORE
     )

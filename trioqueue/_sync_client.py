@@ -21,8 +21,8 @@ from trioqueue._config import Config
 from trioqueue._connection import broker_error, check_url, redact, redact_url
 from trioqueue._errors import BrokerError
 from trioqueue._keys import PartitionKeys
-from trioqueue._ops import ClientBase, Item, Job, JobStatus, due_ms, partition_for, send_error
-from trioqueue._scripts import CANCEL, FIND, SEND
+from trioqueue._ops import ClientBase, Item, Job, JobStatus, due_ms, partition_for
+from trioqueue._scripts import run_sync
 
 __all__ = ["SyncClient"]
 
@@ -59,9 +59,6 @@ class SyncClient(ClientBase):
             raise BrokerError(
                 f"invalid broker URL {redact_url(url)}: {redact(str(exc), url)}"
             ) from None
-        self._send = self.redis.register_script(SEND)
-        self._cancel = self.redis.register_script(CANCEL)
-        self._find = self.redis.register_script(FIND)
         self._io(self.redis.ping)
 
     def __enter__(self) -> SyncClient:
@@ -133,20 +130,15 @@ class SyncClient(ClientBase):
         partition: int = 0,
     ) -> list[Job]:
         """Enqueue already-encoded ``(job id, type name, JSON body, key)`` items."""
-        keys, args = self._send_call(queue, partition, items, unique, due)
-        try:
-            res = self._send(keys=keys, args=args)
-        except rx.ResponseError as exc:
-            raise (send_error(queue, str(exc)) or self._classify(exc)) from None
-        except rx.RedisError as exc:
-            raise self._classify(exc) from None
-        return self._jobs(queue, partition, items, res)
+        call = self._send_call(queue, partition, items, unique, due)
+        sent = self._io(lambda: run_sync(self.redis, call))
+        return self._jobs(queue, partition, items, sent)
 
     def cancel(self, job: Job | str, *, queue: str | None = None) -> str:
         """Cancel a job; see ``Client.cancel``."""
-        keys, args = self._cancel_call(self._locate(job, queue))
-        res = self._io(lambda: self._cancel(keys=keys, args=args))
-        return res.decode() if isinstance(res, bytes) else str(res)
+        call = self._cancel_call(self._locate(job, queue))
+        outcome: str = self._io(lambda: run_sync(self.redis, call))
+        return outcome
 
     def result(self, job: Job | str, *, queue: str | None = None, timeout: float = 30.0) -> Any:
         """Wait up to ``timeout`` seconds for a job's result; see ``Client.result``.
@@ -180,8 +172,8 @@ class SyncClient(ClientBase):
         doc = self._io(lambda: self.redis.get(key))
         found = None
         if doc is None:
-            keys, args = self._find_call(j)
-            found = self._io(lambda: self._find(keys=keys, args=args))
+            call = self._find_call(j)
+            found = self._io(lambda: run_sync(self.redis, call))
         return self._status(j, doc, found)
 
     def _locate(self, job: Job | str, queue: str | None) -> Job:

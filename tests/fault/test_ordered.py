@@ -36,7 +36,8 @@ from tests.fault.ordered_worker import QUEUE, Step, app
 from trioqueue._connection import connected
 from trioqueue._keys import GROUP, PartitionKeys, members_key
 from trioqueue._ops import Job, partition_for
-from trioqueue._scripts import SERVER_TIME
+from trioqueue._scripts import run, server_time
+from trioqueue._scripts._members import ORDERED_FETCH
 from trioqueue._status import collect_status
 
 WORKER = Path(__file__).with_name("ordered_worker.py")
@@ -205,11 +206,9 @@ class Leases:
         self.redis = redis
         self.prefix = prefix
         self.partitions = partitions
-        self._time = redis.register_script(SERVER_TIME)
 
     async def snapshot(self) -> tuple[dict[int, str | None], set[str]]:
-        sec, usec = await self._time(keys=[], args=[])
-        now_ms = int(sec) * 1000 + int(usec) // 1000
+        now_ms = await run(self.redis, server_time()) // 1000
         live = await self.redis.zrange(
             members_key(self.prefix), now_ms, "+inf", sortby=PureToken.BYSCORE
         )
@@ -768,26 +767,33 @@ async def test_read_whose_reply_was_lost_hands_the_partition_over(
 
     lost: list[int] = []
 
+    class LossyRedis:
+        """The supervisor's client, losing the reply of the first fenced read that
+        delivered entries."""
+
+        def __init__(self, inner: Any) -> None:
+            self._inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._inner, name)
+
+        async def evalsha(self, sha: Any, keys: Any = None, args: Any = None) -> Any:
+            res = await self._inner.evalsha(sha, keys=keys, args=args)
+            if sha == ORDERED_FETCH.sha and res[0] and not lost:
+                lost.append(len(res[0]))
+                raise ConnectionError("connection reset while reading the reply")
+            return res
+
     class LossySupervisor(trioqueue.Supervisor):
         _wrapped: Any
 
-        @property  # type: ignore[override]
-        def scripts(self) -> Any:
+        @property
+        def redis(self) -> Any:
             return self._wrapped
 
-        @scripts.setter
-        def scripts(self, value: Any) -> None:
-            real = value.ordered_fetch
-
-            async def ordered_fetch(keys: Any, args: Any) -> Any:
-                res = await real(keys=keys, args=args)
-                if res[0] and not lost:
-                    lost.append(len(res[0]))
-                    raise ConnectionError("connection reset while reading the reply")
-                return res
-
-            value.ordered_fetch = ordered_fetch
-            self._wrapped = value
+        @redis.setter
+        def redis(self, value: Any) -> None:
+            self._wrapped = LossyRedis(value)
 
     keys = ["a", "b", "c"]
     async with ledger.connect(server.url, prefix=prefix) as client:

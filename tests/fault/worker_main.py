@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import trioqueue
 from tests.fault.history import Recorder
 from trioqueue._config import parse_config
+from trioqueue._scripts._settle import ACK, DEAD, RECLAIM, RETRY
 
 QUEUE = "work"
 
@@ -104,7 +105,8 @@ class _Settlements:
         self._rec.record(ev, job=job or self._job(entry), entry=entry, member=self._member)
 
     def ack(self, args: Any, res: Any, failed: bool) -> None:
-        # ARGV: group, consumer, result ttl, n, then n x (entry, job, key index, document)
+        # ARGV: group, consumer, result ttl, n, then n x (entry, unique key index, result
+        # key index, document); the job of each entry was recorded when it started.
         # The reply is {fenced, gone}: entries gone from the pending list were settled
         # by someone else, unless this call repeats one whose reply was lost (then the
         # earlier call, recorded as ack.info, applied them).
@@ -120,7 +122,7 @@ class _Settlements:
         for i in range(n):
             entry = _text(args[4 + i * 4])
             ev = "ack.info" if failed else "ack.fenced" if entry in refused else "ack.ok"
-            self._one(ev, entry, _text(args[5 + i * 4]) or None)
+            self._one(ev, entry)
 
     def retry(self, args: Any, res: Any, failed: bool) -> None:
         self._one("retry.info" if failed else "retry.ok" if res else "retry.fenced", args[2])
@@ -132,6 +134,7 @@ class _Settlements:
         self._one("dlq.info" if failed else "dlq.ok" if res else "dlq.fenced", args[2], job)
 
     def reclaim(self, args: Any, res: Any, failed: bool) -> None:
+        # Reply: {claimed, over (left to reclaim_dead.lua), lost, suspects left}
         if failed:
             return
         jobs = []
@@ -140,11 +143,17 @@ class _Settlements:
             job = fields.get("id", _text(entry_id))
             self._jobs[_text(entry_id)] = job
             jobs.append(job)
-        if jobs or int(res[1]):
-            self._rec.record("reclaim", member=self._member, jobs=jobs, dead=int(res[1]))
+        if jobs or res[1]:
+            self._rec.record("reclaim", member=self._member, jobs=jobs, dead=len(res[1]))
 
-
-RECORDED = ("ack", "retry", "dead", "reclaim")
+    def by_sha(self) -> dict[str, Any]:
+        """The recorder of each settlement script, by the SHA it is run by."""
+        return {
+            ACK.sha: self.ack,
+            RETRY.sha: self.retry,
+            DEAD.sha: self.dead,
+            RECLAIM.sha: self.reclaim,
+        }
 
 
 async def _recorded(record: Any, args: Any, run: Any) -> Any:
@@ -155,33 +164,6 @@ async def _recorded(record: Any, args: Any, run: Any) -> Any:
         raise
     record(args, res, False)
     return res
-
-
-class _RecordingScript:
-    """A registered script that records each call's outcome."""
-
-    def __init__(self, inner: Any, record: Any) -> None:
-        self._inner = inner
-        self._record = record
-        self.sha = inner.sha
-        self.script = inner.script
-
-    def __call__(self, keys: Any = None, args: Any = None, **kwargs: Any) -> Any:
-        return _recorded(self._record, args, self._inner(keys=keys, args=args, **kwargs))
-
-
-class _RecordingScripts:
-    def __init__(self, inner: Any, settlements: _Settlements) -> None:
-        self._inner = inner
-        self.by_sha: dict[str, Any] = {}
-        for name in RECORDED:
-            script = getattr(inner, name)
-            record = getattr(settlements, name)
-            self.by_sha[script.sha] = record
-            setattr(self, name, _RecordingScript(script, record))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
 
 
 class _RecordingRedis:
@@ -202,28 +184,16 @@ class _RecordingRedis:
 
 def recording_supervisor(rec: Recorder, jobs: dict[str, str]) -> type[trioqueue.Supervisor]:
     class RecordingSupervisor(trioqueue.Supervisor):
-        # The supervisor assigns its client and scripts once it connected; wrapping
-        # them at that moment records every settlement, including the very first.
-        _by_sha: dict[str, Any]
-
+        # The supervisor assigns its client once it connected; wrapping it at that
+        # moment records every settlement, including the very first.
         @property
         def redis(self) -> Any:
             return self._recording_redis
 
         @redis.setter
         def redis(self, value: Any) -> None:
-            self._by_sha = {}
-            self._recording_redis = _RecordingRedis(value, self._by_sha)
-
-        @property
-        def scripts(self) -> Any:
-            return self._recording_scripts
-
-        @scripts.setter
-        def scripts(self, value: Any) -> None:
-            wrapped = _RecordingScripts(value, _Settlements(rec, self.member_id, jobs))
-            self._by_sha.update(wrapped.by_sha)
-            self._recording_scripts = wrapped
+            by_sha = _Settlements(rec, self.member_id, jobs).by_sha()
+            self._recording_redis = _RecordingRedis(value, by_sha)
 
     return RecordingSupervisor
 

@@ -15,12 +15,10 @@ reported as fenced.
 
 from __future__ import annotations
 
-from typing import Any
-
 import trio
 
-from trioqueue._client import run_script
-from trioqueue._keys import GROUP, PartitionKeys
+from trioqueue import _scripts as scripts
+from trioqueue._keys import PartitionKeys
 from trioqueue._worker._context import WorkerContext
 from trioqueue._worker._inflight import InFlight
 from trioqueue._worker._stats import ConsumerStats, report_fenced
@@ -47,8 +45,7 @@ class Acker:
         self._inflight = inflight
         self._stats = stats
         self._result_ttl_ms = int(result_ttl * 1000)
-        # (entry id, job id, outcome document, whether the caller chose the job id)
-        self._acks: list[tuple[str, str, bytes | None, bool]] = []
+        self._acks: list[scripts.AckItem] = []
         self._wanted = trio.Event()
         self._lock = trio.Lock()
 
@@ -75,28 +72,24 @@ class Acker:
         async with self._lock:
             while self._acks:
                 batch, self._acks = self._acks[:ACK_BATCH], self._acks[ACK_BATCH:]
-                keys = [self._keys.stream]
-                args: list[Any] = [GROUP, ctx.member_id, self._result_ttl_ms, len(batch)]
-                for entry_id, job_id, stored, unique in batch:
-                    release = job_id if unique else ""
-                    if stored is None:
-                        args += [entry_id, release, 0, ""]
-                    else:
-                        keys.append(self._keys.result(job_id))
-                        args += [entry_id, release, len(keys), stored]
-
+                ack = scripts.ack(
+                    self._keys,
+                    consumer=ctx.member_id,
+                    result_ttl_ms=self._result_ttl_ms,
+                    jobs=batch,
+                )
                 attempts = 0
 
-                async def call(keys: list[str] = keys, args: list[Any] = args) -> Any:
+                async def call(ack: scripts.Call[scripts.Acked] = ack) -> scripts.Acked:
                     nonlocal attempts
                     attempts += 1
-                    return await run_script(ctx.redis, ctx.scripts.ack, keys, args)
+                    return await scripts.run(ctx.redis, ack)
 
-                fenced_raw, gone_raw = await ctx.outage.call("acknowledge", call)
-                fenced = {_text(x) for x in fenced_raw}
+                acked = await ctx.outage.call("acknowledge", call)
+                fenced = set(acked.fenced)
                 if attempts == 1:
                     # First try: an entry no longer pending was settled by someone else.
-                    fenced |= {_text(x) for x in gone_raw}
+                    fenced.update(acked.gone)
                 # (On a retry it may be our own first call, whose reply was lost.)
                 for entry_id, _, _, _ in batch:
                     self._inflight.unacked.discard(entry_id)
@@ -105,7 +98,3 @@ class Acker:
                 self._inflight.signal()
                 self._stats.succeeded += len(batch) - len(fenced)
                 ctx.progress(len(batch))
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -27,8 +27,9 @@ from collections.abc import Callable
 
 import trio
 
+from trioqueue import _scripts as scripts
 from trioqueue._config import QueueSettings
-from trioqueue._keys import GROUP, PartitionKeys
+from trioqueue._keys import PartitionKeys
 from trioqueue._worker._acker import Acker
 from trioqueue._worker._context import WorkerContext
 from trioqueue._worker._fenced_reader import FencedReader
@@ -215,5 +216,5 @@ class Consumer:
             loops.cancel_scope.cancel()
 
     async def _ensure_group(self) -> None:
-        # A script (see ENSURE_GROUP) so that it also works on a full server.
-        await self._ctx.scripts.ensure_group(keys=[self.keys.stream], args=[GROUP])
+        # A script (see ensure_group.lua) so that it also works on a full server.
+        await scripts.run(self._ctx.redis, scripts.ensure_group(self.keys))

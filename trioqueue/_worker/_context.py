@@ -1,20 +1,21 @@
 """What every part of a worker is handed: the worker context and the shutdown state.
 
 A part gets the context (and its own queue's settings), never the supervisor: it can
-see the connection, the scripts, its member id and the limits, and nothing of its
-siblings. The context is frozen; the few things that change while the worker runs
-(the outage tracker, the peers' trust, the shutdown) are objects it holds.
+see the connection (on which it runs the typed script calls of ``_scripts``), its
+member id and the limits, and nothing of its siblings. The context is frozen; the few
+things that change while the worker runs (the outage tracker, the peers' trust, the
+shutdown) are objects it holds.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import Any
 
 import attrs
 import trio
 
+from trioqueue import _scripts as scripts
 from trioqueue._app import App
 from trioqueue._config import WorkerConfig
 from trioqueue._connection import Redis
@@ -47,7 +48,6 @@ class WorkerContext:
     Attributes:
         app: the App whose handlers run.
         redis: the worker's one broker connection (coredis).
-        scripts: the registered Lua scripts, as attributes.
         member_id: this worker's ``host:pid:random`` name in consumer groups.
         prefix: the key prefix of every key.
         worker: the ``[worker]`` limits (heartbeat, block, grace, processes).
@@ -63,7 +63,6 @@ class WorkerContext:
 
     app: App
     redis: Redis
-    scripts: Any
     member_id: str
     prefix: str
     worker: WorkerConfig
@@ -83,5 +82,5 @@ class WorkerContext:
 
     async def server_now(self) -> dt.datetime:
         """The server's clock (all due times and ticks use it, never ours)."""
-        sec, usec = await self.scripts.server_time(keys=[], args=[])
-        return dt.datetime.fromtimestamp(int(sec) + int(usec) / 1e6, tz=dt.UTC)
+        micros = await scripts.run(self.redis, scripts.server_time())
+        return dt.datetime.fromtimestamp(micros / 1e6, tz=dt.UTC)

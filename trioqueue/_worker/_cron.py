@@ -23,8 +23,8 @@ from typing import Any
 
 import trio
 
-from trioqueue._cron import CLAIM, Schedule
-from trioqueue._keys import cron_key
+from trioqueue import _scripts as scripts
+from trioqueue._cron import Schedule
 from trioqueue._worker._context import WorkerContext
 from trioqueue._worker._outage import repeat
 
@@ -44,7 +44,6 @@ class Cron:
     async def run(self) -> None:
         """Claim and fire ticks until cancelled."""
         ctx = self._ctx
-        claim = ctx.redis.register_script(CLAIM)
         seen: dict[str, dt.datetime] = {}
         async with trio.open_nursery() as runs:
 
@@ -57,9 +56,10 @@ class Cron:
                     if tick is None or (s.name in seen and tick <= seen[s.name]):
                         continue
                     tick_ms = int(tick.timestamp() * 1000)
-                    won: Any = await claim(keys=[cron_key(ctx.prefix, s.name)], args=[tick_ms])
+                    claim = scripts.cron_claim(ctx.prefix, schedule=s.name, tick_ms=tick_ms)
+                    won = await scripts.run(ctx.redis, claim)
                     seen[s.name] = tick
-                    if int(won):
+                    if won:
                         runs.start_soon(self._fire, s, tick_ms)
                 wait = min((s.next_tick(now) - now).total_seconds() for s in self._schedules)
                 return min(max(wait, 0.01), 1.0)

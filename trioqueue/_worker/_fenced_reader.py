@@ -6,7 +6,7 @@ checks the lease token first, so a member whose lease passed to another reads
 nothing; when there is nothing new it blocks on a plain ``XREAD``, which takes
 nothing, until an entry arrives.
 
-Error handling: a refused read (``FENCED``) raises ``LeaseLost``; a read cut off
+Error handling: a refused read (reply ``FENCED``) raises ``LeaseLost``; a read cut off
 on our side hands the partition over (it may have delivered entries whose reply we
 never saw, and only a new owner can run them in order); errors propagate to the
 fetch loop.
@@ -17,16 +17,16 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
 import trio
 
+from trioqueue import _scripts as scripts
 from trioqueue._config import QueueSettings
-from trioqueue._connection import as_text, is_connection_error
-from trioqueue._keys import GROUP, PartitionKeys
+from trioqueue._connection import is_connection_error
+from trioqueue._keys import PartitionKeys
 from trioqueue._worker._context import WorkerContext
-from trioqueue._worker._fetcher import LeaseLost
 from trioqueue._worker._inflight import Entry
+from trioqueue._worker._recovery import take_over
 from trioqueue._worker._stats import ConsumerStats
 
 __all__ = ["TAKEOVER_MAX", "FencedReader"]
@@ -75,13 +75,10 @@ class FencedReader:
             self._backlog = deque(await self._take_over())
         if self._backlog:
             return [self._backlog.popleft() for _ in range(min(count, len(self._backlog)))]
+        fetch = scripts.ordered_fetch(keys, consumer=ctx.member_id, token=self._token, count=count)
         try:
-            res: Any = await ctx.scripts.ordered_fetch(
-                keys=[keys.stream, keys.lease], args=[GROUP, ctx.member_id, self._token, count]
-            )
+            fetched = await scripts.run(ctx.redis, fetch)
         except Exception as exc:
-            if "FENCED" in str(exc):
-                raise LeaseLost(str(exc)) from exc
             if is_connection_error(exc):
                 # The read may have delivered entries whose reply never arrived:
                 # pending here, unknown to us, older than whatever we would read next.
@@ -97,14 +94,11 @@ class FencedReader:
                 self._revoke(trio.current_time() + ctx.worker.shutdown_grace)
             raise
         ctx.outage.succeeded()
-        entries, newest = res
-        if entries:
-            return [
-                (as_text(e[0]), dict(zip(e[1][::2], e[1][1::2], strict=True)), 1) for e in entries
-            ]
+        if fetched.entries:
+            return [(entry_id, fields, 1) for entry_id, fields in fetched.entries]
         # Nothing new: block on a plain XREAD (it takes nothing) until an entry newer
         # than the newest one arrives, then read it through the fenced script.
-        await ctx.redis.xread({keys.stream: as_text(newest)}, count=1, block=ctx.block_ms)
+        await ctx.redis.xread({keys.stream: fetched.newest}, count=1, block=ctx.block_ms)
         return []
 
     async def _take_over(self) -> list[Entry]:
@@ -121,24 +115,19 @@ class FencedReader:
         keeps killing its owners.
         """
         ctx, s, keys = self._ctx, self._settings, self._keys
-        res: Any = await ctx.scripts.reclaim(
-            keys=[keys.stream, keys.dead],
-            args=[
-                GROUP,
-                ctx.member_id,
-                0,
-                TAKEOVER_MAX,
-                "",
-                s.max_deliveries,
-                ctx.member_id,
-                int(s.result_ttl * 1000),
-                0,
-                "",
-                "1",
-            ],
+        got = await take_over(
+            ctx,
+            keys,
+            s,
+            owner="",
+            min_idle_ms=0,
+            count=TAKEOVER_MAX,
+            suspect_at=0,
+            idle=False,
+            own=True,
         )
         ctx.outage.succeeded()
-        claimed, dead, lost = res[0], int(res[1]), int(res[2])
+        dead, lost = got.dead, got.lost
         if dead:
             self._stats.dead += dead
             log.error(
@@ -158,10 +147,7 @@ class FencedReader:
                 keys.partition,
                 lost,
             )
-        out: list[Entry] = [
-            (as_text(entry_id), dict(zip(flat[::2], flat[1::2], strict=True)), int(deliveries))
-            for entry_id, flat, deliveries, _ in claimed
-        ]
+        out: list[Entry] = [(c.entry_id, c.fields, c.deliveries) for c in got.claimed]
         if out:
             self._stats.reclaimed += len(out)
             log.info(

@@ -25,19 +25,16 @@ import trio
 
 from trioqueue._connection import as_text
 from trioqueue._keys import GROUP, PartitionKeys
+from trioqueue._scripts import LeaseLost
 from trioqueue._worker._acker import Acker
 from trioqueue._worker._context import WorkerContext
 from trioqueue._worker._inflight import Dispatch, Entry, InFlight
 from trioqueue._worker._outage import repeat
 from trioqueue._worker._recovery import Recovery
 
-__all__ = ["Fetcher", "LeaseLost", "Reader", "SharedReader"]
+__all__ = ["Fetcher", "Reader", "SharedReader"]
 
 log = logging.getLogger("trioqueue.worker.fetcher")
-
-
-class LeaseLost(Exception):
-    """The partition's lease is no longer ours: stop reading it at once."""
 
 
 class Reader(Protocol):

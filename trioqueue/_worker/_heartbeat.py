@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
 import orjson
 import trio
 
-from trioqueue._keys import member_key, members_key
+from trioqueue import _scripts as scripts
 from trioqueue._worker._context import WorkerContext
 from trioqueue._worker._outage import repeat
 
@@ -53,12 +52,15 @@ class Heartbeat:
         ctx = self._ctx
         ttl_ms = int(ctx.worker.heartbeat_ttl * 1000)
         info = orjson.dumps({"id": ctx.member_id, "app": ctx.app.name, "queues": self._queues})
-        key = member_key(ctx.prefix, ctx.member_id)
-        alive: Any = await ctx.scripts.heartbeat(keys=[key], args=[info, ttl_ms])
-        await ctx.scripts.members_touch(
-            keys=[members_key(ctx.prefix)], args=[ctx.member_id, ttl_ms, MEMBERS_FORGET_MS]
+        alive = await scripts.run(
+            ctx.redis,
+            scripts.heartbeat(ctx.prefix, member_id=ctx.member_id, info=info, ttl_ms=ttl_ms),
         )
-        return bool(int(alive))
+        touch = scripts.members_touch(
+            ctx.prefix, member_id=ctx.member_id, ttl_ms=ttl_ms, forget_after_ms=MEMBERS_FORGET_MS
+        )
+        await scripts.run(ctx.redis, touch)
+        return alive
 
     async def run(self) -> None:
         """Beat every interval until cancelled."""

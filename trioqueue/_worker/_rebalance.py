@@ -30,6 +30,7 @@ import orjson
 import trio
 from coredis.tokens import PureToken
 
+from trioqueue import _scripts as scripts
 from trioqueue._assign import assign
 from trioqueue._config import QueueSettings
 from trioqueue._connection import as_text
@@ -177,14 +178,13 @@ class OrderedQueue:
         keys = self.keys(partition)
         ttl = ctx.worker.heartbeat_ttl
         sent = trio.current_time()
-        token: Any = await ctx.scripts.lease_acquire(
-            keys=[keys.lease, keys.epoch], args=[ctx.member_id, int(ttl * 1000)]
-        )
-        if not token:
+        acquire = scripts.lease_acquire(keys, member_id=ctx.member_id, ttl_ms=int(ttl * 1000))
+        token = await scripts.run(ctx.redis, acquire)
+        if token is None:
             return  # still held by its previous owner: it drains, or its lease expires
         assert self._nursery is not None
         deadline = sent + ttl - LEASE_MARGIN
-        await self._nursery.start(self._own, partition, as_text(token), deadline)
+        await self._nursery.start(self._own, partition, token, deadline)
 
     async def _own(
         self,
@@ -212,9 +212,8 @@ class OrderedQueue:
         if not lost:
             with trio.CancelScope(shield=True), trio.move_on_after(5):
                 try:
-                    await self._ctx.scripts.lease_release(
-                        keys=[self.keys(partition).lease], args=[token]
-                    )
+                    release = scripts.lease_release(self.keys(partition), token=token)
+                    await scripts.run(self._ctx.redis, release)
                 except Exception as exc:
                     log.warning("could not release lease of partition %d: %s", partition, exc)
             log.info("queue %s partition %d: released", name, partition)
@@ -234,12 +233,11 @@ class OrderedQueue:
             if self.owned.get(p) is not owned:
                 continue  # released while we renewed the others
             sent = trio.current_time()
-            ok: Any = await ctx.scripts.lease_renew(
-                keys=[self.keys(p).lease], args=[owned.token, int(ttl * 1000)]
-            )
+            renew = scripts.lease_renew(self.keys(p), token=owned.token, ttl_ms=int(ttl * 1000))
+            ok = await scripts.run(ctx.redis, renew)
             if self.owned.get(p) is not owned:
                 continue  # released meanwhile: not ours to renew, nor lost
-            if int(ok):
+            if ok:
                 owned.scope.deadline = max(owned.scope.deadline, sent + ttl - LEASE_MARGIN)
             else:
                 log.warning(

@@ -6,6 +6,10 @@ respect ``concurrency`` like fetched ones. A job taken over from vanished member
 ``SUSPECT_AT`` deliveries in a row runs alone (the consumer takes nothing else until
 it is done), so that a job killing its workers charges no innocent job beside it.
 
+Taking over is two scripts: ``reclaim.lua`` claims what it may and lists entries past
+``max_deliveries``, and ``reclaim_dead.lua`` dead-letters those at once with their
+jobs' keys (``take_over``; the ordered queue's new owner uses it too).
+
 Error handling: errors propagate to the fetch loop, which classifies them.
 """
 
@@ -14,8 +18,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import attrs
 import trio
 
+from trioqueue import _scripts as scripts
 from trioqueue._config import QueueSettings
 from trioqueue._connection import as_text
 from trioqueue._keys import GROUP, PartitionKeys, member_key
@@ -23,7 +29,7 @@ from trioqueue._worker._context import WorkerContext
 from trioqueue._worker._inflight import Dispatch, InFlight
 from trioqueue._worker._stats import ConsumerStats
 
-__all__ = ["SUSPECT_AT", "Recovery"]
+__all__ = ["SUSPECT_AT", "Recovery", "TakenOver", "take_over"]
 
 log = logging.getLogger("trioqueue.worker.recovery")
 
@@ -105,7 +111,7 @@ class Recovery:
                             name,
                         )
                 elif pending == 0:
-                    await ctx.scripts.forget_consumer(keys=[self._keys.stream], args=[GROUP, name])
+                    await scripts.run(ctx.redis, scripts.forget_consumer(self._keys, consumer=name))
         if inflight.free > 0 and trusted():
             # After an outage, live peers' entries look idle until they renew them.
             vt = self._settings.visibility_timeout
@@ -122,24 +128,20 @@ class Recovery:
         inflight = self._inflight
         if inflight.isolated is not None:
             return 0  # a suspect runs alone: take nothing else until it is done
-        ctx, s = self._ctx, self._settings
-        res = await ctx.scripts.reclaim(
-            keys=[self._keys.stream, self._keys.dead],
-            args=[
-                GROUP,
-                ctx.member_id,
-                min_idle_ms,
-                inflight.free,
-                owner,
-                s.max_deliveries,
-                ctx.member_id,
-                int(s.result_ttl * 1000),
-                min(SUSPECT_AT, s.max_deliveries),
-                "1" if inflight.idle() else "",
-            ],
+        s = self._settings
+        got = await take_over(
+            self._ctx,
+            self._keys,
+            s,
+            owner=owner,
+            min_idle_ms=min_idle_ms,
+            count=inflight.free,
+            suspect_at=min(SUSPECT_AT, s.max_deliveries),
+            idle=inflight.idle(),
+            own=False,
         )
-        claimed, dead, lost = res[0], int(res[1]), int(res[2])
-        if int(res[3]):
+        claimed, dead, lost = got.claimed, got.dead, got.lost
+        if got.suspects_left:
             self.suspects_left = True
         if dead:
             self._stats.dead += dead
@@ -157,18 +159,76 @@ class Recovery:
                 s.name,
                 lost,
             )
-        for entry_id, flat, deliveries, suspect in claimed:
-            fields = dict(zip(flat[::2], flat[1::2], strict=True))
-            if int(suspect):
-                inflight.isolated = as_text(entry_id)
+        for c in claimed:
+            if c.suspect:
+                inflight.isolated = c.entry_id
                 log.warning(
                     "queue %s: entry %s was held by members that vanished, %d deliveries "
                     "in a row (max_deliveries=%d); running it alone",
                     s.name,
-                    inflight.isolated,
-                    int(deliveries),
+                    c.entry_id,
+                    c.deliveries,
                     s.max_deliveries,
                 )
-            self._dispatch(as_text(entry_id), fields, int(deliveries))
+            self._dispatch(c.entry_id, c.fields, c.deliveries)
         self._stats.reclaimed += len(claimed)
         return len(claimed)
+
+
+@attrs.frozen
+class TakenOver:
+    """What a takeover claimed, dead-lettered (past ``max_deliveries``), found deleted
+    from the stream (``lost``), and whether suspects were left for an idle consumer."""
+
+    claimed: list[scripts.Claimed]
+    dead: int
+    lost: int
+    suspects_left: bool
+
+
+async def take_over(
+    ctx: WorkerContext,
+    keys: PartitionKeys,
+    settings: QueueSettings,
+    *,
+    owner: str,
+    min_idle_ms: int,
+    count: int,
+    suspect_at: int,
+    idle: bool,
+    own: bool,
+) -> TakenOver:
+    """Claim stranded entries (see ``reclaim.lua``), then dead-letter those past
+    ``max_deliveries``: that needs their jobs' keys, known only once the first script
+    has read their entries, so it is a second script, run only when there are any."""
+    got = await scripts.run(
+        ctx.redis,
+        scripts.reclaim(
+            keys,
+            consumer=ctx.member_id,
+            min_idle_ms=min_idle_ms,
+            count=count,
+            owner=owner,
+            max_deliveries=settings.max_deliveries,
+            suspect_at=suspect_at,
+            idle=idle,
+            own=own,
+        ),
+    )
+    dead = lost = 0
+    if got.over:
+        buried = await scripts.run(
+            ctx.redis,
+            scripts.reclaim_dead(
+                keys,
+                consumer=ctx.member_id,
+                min_idle_ms=min_idle_ms,
+                max_deliveries=settings.max_deliveries,
+                worker=ctx.member_id,
+                result_ttl_ms=int(settings.result_ttl * 1000),
+                own=own,
+                entries=got.over,
+            ),
+        )
+        dead, lost = buried.dead, buried.lost
+    return TakenOver(got.claimed, dead, got.lost + lost, got.suspects_left > 0)

@@ -14,11 +14,10 @@ renewal waits for its next period.
 
 from __future__ import annotations
 
-from typing import Any
-
 import trio
 
-from trioqueue._keys import GROUP, PartitionKeys
+from trioqueue import _scripts as scripts
+from trioqueue._keys import PartitionKeys
 from trioqueue._worker._acker import ACK_BATCH
 from trioqueue._worker._context import WorkerContext
 from trioqueue._worker._inflight import InFlight
@@ -65,23 +64,20 @@ class Renewer:
         ctx, inflight = self._ctx, self._inflight
         ids = [i for i, r in inflight.running.items() if not r.fenced]
         for start in range(0, len(ids), ACK_BATCH):
-            chunk = [i for i in ids[start : start + ACK_BATCH] if i in inflight.running]
-            markers = [self._keys.cancel_marker(inflight.running[i].envelope.job_id) for i in chunk]
-            res: Any = await ctx.scripts.touch(
-                keys=[self._keys.stream, *markers], args=[GROUP, ctx.member_id, *chunk]
-            )
-            lost, cancel = res
-            for entry_id in map(_text, lost):
+            chunk = [
+                (i, inflight.running[i].envelope.job_id)
+                for i in ids[start : start + ACK_BATCH]
+                if i in inflight.running
+            ]
+            touch = scripts.touch(self._keys, consumer=ctx.member_id, entries=chunk)
+            touched = await scripts.run(ctx.redis, touch)
+            for entry_id in touched.lost:
                 running = inflight.running.get(entry_id)
                 if running is not None and not running.fenced:
                     running.fenced = True
                     running.scope.cancel()
                     report_fenced(self._stats, self._keys.queue, entry_id, "renewal")
-            for entry_id in map(_text, cancel):
+            for entry_id in touched.cancel:
                 running = inflight.running.get(entry_id)
                 if running is not None:
                     inflight.cancel_job(running.envelope.job_id)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

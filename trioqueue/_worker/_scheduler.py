@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 
 import trio
 
+from trioqueue import _scripts as scripts
 from trioqueue._config import QueueSettings
 from trioqueue._connection import is_connection_error
 from trioqueue._keys import PartitionKeys
@@ -68,16 +69,14 @@ class Scheduler:
         for name, partition in every:
             keys = PartitionKeys(ctx.prefix, name, partition)
             try:
-                moved, next_ms = await ctx.scripts.promote(
-                    keys=[keys.stream, keys.delayed], args=[PROMOTE_BATCH]
-                )
+                promoted = await scripts.run(ctx.redis, scripts.promote(keys, limit=PROMOTE_BATCH))
             except Exception as exc:
                 if is_connection_error(exc):
                     raise
                 log.exception("scheduler: cannot promote due jobs of %s", name)
                 continue
-            if int(moved) >= PROMOTE_BATCH:
+            if promoted.moved >= PROMOTE_BATCH:
                 wait = 0.0
-            elif int(next_ms) >= 0:
-                wait = min(wait, int(next_ms) / 1000)
+            elif promoted.wait_ms is not None:
+                wait = min(wait, promoted.wait_ms / 1000)
         return wait

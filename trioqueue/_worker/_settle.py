@@ -15,15 +15,16 @@ from __future__ import annotations
 import logging
 import random
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import trio
 
+from trioqueue import _scripts as scripts
 from trioqueue._config import QueueSettings
 from trioqueue._envelope import Envelope, entry_fields_text
 from trioqueue._errors import Reject, Retry
-from trioqueue._keys import GROUP, PartitionKeys
+from trioqueue._keys import PartitionKeys
 from trioqueue._outcome import outcome_doc
 from trioqueue._worker._context import WorkerContext
 from trioqueue._worker._stats import ConsumerStats, report_fenced
@@ -96,15 +97,13 @@ class Settler:
             )
         ok = await self._settle(
             "retry",
-            self._ctx.scripts.retry,
-            [self._keys.stream, self._keys.delayed],
-            [
-                GROUP,
-                self._ctx.member_id,
-                env.entry_id,
-                int(delay * 1000),
-                env.delayed_payload(env.attempt + 1, f"{error_type}: {error}"),
-            ],
+            scripts.retry(
+                self._keys,
+                consumer=self._ctx.member_id,
+                entry_id=env.entry_id,
+                delay_ms=int(delay * 1000),
+                payload=env.delayed_payload(env.attempt + 1, f"{error_type}: {error}"),
+            ),
         )
         if ok:
             self._stats.retried += 1
@@ -165,32 +164,24 @@ class Settler:
             "worker": ctx.member_id,
             "source_id": entry_id,
         }
-        flat: list[str] = []
-        for k, v in fields.items():
-            flat += [k, v]
         ok = await self._settle(
             "dead-letter",
-            ctx.scripts.dead,
-            [self._keys.stream, self._keys.dead, self._keys.result(job_id)],
-            [
-                GROUP,
-                ctx.member_id,
-                entry_id,
-                int(self._settings.result_ttl * 1000),
-                doc,
-                *flat,
-            ],
+            scripts.dead(
+                self._keys,
+                consumer=ctx.member_id,
+                entry_id=entry_id,
+                job_id=job_id,
+                result_ttl_ms=int(self._settings.result_ttl * 1000),
+                outcome=doc,
+                fields=fields,
+            ),
         )
         if ok:
             self._stats.dead += 1
         else:
             report_fenced(self._stats, self._settings.name, entry_id, "dead-letter")
 
-    async def _settle(
-        self, what: str, script: Any, keys: Sequence[str], args: Sequence[Any]
-    ) -> bool:
-        async def call() -> Any:
-            return await script(keys=keys, args=args)
-
-        res = await self._ctx.outage.call(what, call)
+    async def _settle(self, what: str, call: scripts.Call[Any]) -> bool:
+        redis = self._ctx.redis
+        res = await self._ctx.outage.call(what, lambda: scripts.run(redis, call))
         return bool(res)

@@ -44,7 +44,6 @@ from trioqueue._connection import connected, redact_url
 from trioqueue._cron import config_schedules
 from trioqueue._embedded import default_data_dir, embedded_broker
 from trioqueue._keys import member_key, members_key
-from trioqueue._scripts import ALL as SCRIPTS
 from trioqueue._worker._consumer import Consumer
 from trioqueue._worker._context import Shutdown, WorkerContext
 from trioqueue._worker._control import ControlListener
@@ -66,17 +65,6 @@ log = logging.getLogger("trioqueue.worker")
 def new_member_id() -> str:
     """``host:pid:random``: unique per process start, readable in ``XINFO`` output."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-
-
-class _Scripts:
-    """The registered scripts of one client, as attributes."""
-
-    def __init__(self, redis: Any) -> None:
-        for name, text in SCRIPTS.items():
-            setattr(self, name, redis.register_script(text))
-
-    def __getattr__(self, name: str) -> Any:  # for mypy: attributes are set dynamically
-        raise AttributeError(name)
 
 
 class Supervisor:
@@ -187,8 +175,8 @@ class Supervisor:
                         embedded_broker(data_dir, appendfsync=b.appendfsync)
                     )
                 self.url = url
-                # Attributes, not locals: a test harness may wrap the connection and
-                # the scripts before they are handed to every part.
+                # An attribute, not a local: a test harness may wrap the connection
+                # before it is handed to every part.
                 self.redis = await stack.enter_async_context(
                     connected(
                         url,
@@ -198,7 +186,6 @@ class Supervisor:
                         client_name=f"trioqueue:{self.member_id}",
                     )
                 )
-                self.scripts: Any = _Scripts(self.redis)
                 ctx = self._ctx = self._context(url)
                 heartbeat = Heartbeat(ctx, list(self.settings), self._lease_renewals)
                 await self._start_up(ctx, heartbeat)
@@ -217,7 +204,6 @@ class Supervisor:
         return WorkerContext(
             app=self.app,
             redis=self.redis,
-            scripts=self.scripts,
             member_id=self.member_id,
             prefix=self.prefix,
             worker=w,
