@@ -4,8 +4,8 @@ A script is ``_lua/<name>.lua``. Its first line is the ``#!lua`` shebang with it
 (Redis reads them only there), then a header comment giving ``KEYS``, ``ARGV``, the
 reply and the error codes. A line ``-- @include <name>`` is replaced by
 ``_lua/includes/<name>.lua``, expanded the same way; each include is pulled in once
-per script, at its first directive, so two includes may share a third. Includes hold
-``local function`` definitions and have no shebang.
+per script, at its first directive, so two includes may share a third. Includes
+define local functions and have no shebang.
 
 The expanded text is what the server runs and what its SHA1 is taken of, so the
 files are read once, when this package is imported.
