@@ -201,34 +201,19 @@ async def take_over(
     """Claim stranded entries (see ``reclaim.lua``), then dead-letter those past
     ``max_deliveries``: that needs their jobs' keys, known only once the first script
     has read their entries, so it is a second script, run only when there are any."""
-    got = await scripts.run(
-        ctx.redis,
-        scripts.reclaim(
-            keys,
-            consumer=ctx.member_id,
-            min_idle_ms=min_idle_ms,
-            count=count,
-            owner=owner,
-            max_deliveries=settings.max_deliveries,
-            suspect_at=suspect_at,
-            idle=idle,
-            own=own,
-        ),
-    )
+    me, limit = ctx.member_id, settings.max_deliveries
+    claim = scripts.reclaim(
+        keys, consumer=me, min_idle_ms=min_idle_ms, count=count, owner=owner, max_deliveries=limit,
+        suspect_at=suspect_at, idle=idle, own=own,
+    )  # fmt: skip
+    got = await scripts.run(ctx.redis, claim)
     dead = lost = 0
     if got.over:
-        buried = await scripts.run(
-            ctx.redis,
-            scripts.reclaim_dead(
-                keys,
-                consumer=ctx.member_id,
-                min_idle_ms=min_idle_ms,
-                max_deliveries=settings.max_deliveries,
-                worker=ctx.member_id,
-                result_ttl_ms=int(settings.result_ttl * 1000),
-                own=own,
-                entries=got.over,
-            ),
-        )
+        ttl_ms = int(settings.result_ttl * 1000)
+        bury = scripts.reclaim_dead(
+            keys, consumer=me, min_idle_ms=min_idle_ms, max_deliveries=limit, worker=me,
+            result_ttl_ms=ttl_ms, own=own, entries=got.over,
+        )  # fmt: skip
+        buried = await scripts.run(ctx.redis, bury)
         dead, lost = buried.dead, buried.lost
     return TakenOver(got.claimed, dead, got.lost + lost, got.suspects_left > 0)
