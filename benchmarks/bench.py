@@ -34,7 +34,7 @@ import redis as redis_py
 import trio
 
 import trioqueue
-from trioqueue._config import parse_config
+from trioqueue._config_load import parse_config
 from trioqueue._connection import connected
 from trioqueue._embedded import find_server_binary
 

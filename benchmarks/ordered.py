@@ -22,7 +22,7 @@ import attrs
 import trio
 
 import trioqueue
-from trioqueue._config import parse_config
+from trioqueue._config_load import parse_config
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench import Server

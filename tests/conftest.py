@@ -16,7 +16,7 @@ import pytest
 import trio
 
 import trioqueue
-from trioqueue._config import parse_config
+from trioqueue._config_load import parse_config
 from trioqueue._embedded import find_server_binary
 
 

@@ -9,7 +9,7 @@ import attrs
 import pytest
 
 import trioqueue
-from trioqueue._config import URL_ENV, parse_config
+from trioqueue._config_load import URL_ENV, parse_config
 
 
 def problems_of(data: dict[str, Any]) -> list[str]:

@@ -10,7 +10,7 @@ import trio
 
 import trioqueue
 from tests.conftest import make_config, wait_for
-from trioqueue._config import parse_config
+from trioqueue._config_load import parse_config
 from trioqueue._cron import Schedule
 
 

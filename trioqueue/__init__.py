@@ -13,8 +13,8 @@ from trioqueue._config import (
     QueueOptions,
     QueueSettings,
     WorkerConfig,
-    load_config,
 )
+from trioqueue._config_load import load_config
 from trioqueue._context import JobContext, current_job
 from trioqueue._deadletters import DeadLetter
 from trioqueue._errors import (

@@ -43,7 +43,7 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import trioqueue
-from trioqueue._config import parse_config
+from trioqueue._config_load import parse_config
 
 QUEUE = "work"
 

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import trioqueue
 from tests.fault.history import Recorder
-from trioqueue._config import parse_config
+from trioqueue._config_load import parse_config
 from trioqueue._scripts._settle import ACK, DEAD, RECLAIM, RETRY
 
 QUEUE = "work"

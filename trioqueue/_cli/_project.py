@@ -18,7 +18,8 @@ import typer
 from trioqueue._app import App
 from trioqueue._cli._boundary import CommandError, hide_password
 from trioqueue._client import Client
-from trioqueue._config import Config, load_config
+from trioqueue._config import Config
+from trioqueue._config_load import load_config
 from trioqueue._cron import config_schedules
 from trioqueue._embedded import default_data_dir, embedded_broker
 from trioqueue._errors import ConfigError
