@@ -13,9 +13,10 @@ import pytest
 
 import trioqueue
 from tests.conftest import Server, free_port, make_config
-from trioqueue._connection import connected, is_connection_error
+from trioqueue._broker_errors import is_connection_error
+from trioqueue._connection import connected
+from trioqueue._core._send import SEND_CHUNK
 from trioqueue._keys import PartitionKeys
-from trioqueue._ops import SEND_CHUNK
 from trioqueue._worker._partitions import store_queue_bounds
 
 

@@ -13,7 +13,7 @@ from coredis.exceptions import ResponseError
 
 import trioqueue
 from tests.conftest import Server, free_port, make_config, wait_for
-from trioqueue._connection import chainable, redact_url
+from trioqueue._redact import chainable, redact_url
 
 # What a worker needs: the stream/script commands its loops and Lua scripts run.
 # Documented in docs/how-to/security.md; keep both in sync.

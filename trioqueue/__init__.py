@@ -4,8 +4,8 @@ Define attrs message types and handlers on an ``App``, send with ``App.connect``
 run workers with ``trioqueue run config.toml``.
 """
 
-from trioqueue._app import App, Handler
-from trioqueue._client import Client, Job
+from trioqueue._app import App
+from trioqueue._client import Client
 from trioqueue._config import (
     Backoff,
     BrokerConfig,
@@ -33,7 +33,8 @@ from trioqueue._errors import (
     UnknownMessageType,
 )
 from trioqueue._exports import fixup_module_metadata as _fixup_module_metadata
-from trioqueue._ops import JobState, JobStatus
+from trioqueue._handler import Handler
+from trioqueue._job import Job, JobState, JobStatus
 from trioqueue._sync_client import SyncClient
 from trioqueue._worker._stats import ConsumerStatistics, SupervisorStatistics
 from trioqueue._worker._supervisor import Supervisor

@@ -4,136 +4,29 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
-import typing
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
+from typing import Any, Literal, TypeVar
 
 import attrs
 import cattrs
 
+from trioqueue._client import Client, open_client
 from trioqueue._config import Backoff, Config, QueueOptions, QueueSettings
 from trioqueue._converter import default_converter, type_name_of
 from trioqueue._cron import Schedule
 from trioqueue._errors import UnknownMessageType
+from trioqueue._handler import Handler, RunIn, message_type_of
 from trioqueue._keys import check_prefix, check_queue_name
+from trioqueue._sync_client import SyncClient
 
-if TYPE_CHECKING:
-    from trioqueue._client import Client
-    from trioqueue._ops import Job
-    from trioqueue._sync_client import SyncClient
-
-__all__ = ["App", "Handler"]
+__all__ = ["App"]
 
 M = TypeVar("M")
-RunIn = Literal["loop", "thread", "process"]
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_QUEUE = "default"
 # Read from the field: on a slotted attrs class, QueueSettings.concurrency is a descriptor.
 _DEFAULT_CONCURRENCY = QueueSettings(name="").concurrency
-
-
-@attrs.frozen
-class Handler(Generic[M]):
-    """A registered handler: the function, its message type and its queue.
-
-    Calling it calls the function, so decorated functions stay unit-testable.
-    """
-
-    fn: Callable[[M], Any]
-    message_type: type[M]
-    type_name: str
-    queue: str
-    return_type: Any
-    is_async: bool
-    options: QueueOptions
-    run_in: RunIn = "loop"
-    batch_size: int | None = None
-    flush_interval: float = 1.0
-
-    def __call__(self, msg: M) -> Any:
-        return self.fn(msg)
-
-    @overload
-    def send(
-        self,
-        client: SyncClient,
-        msg: M,
-        *,
-        job_id: str | None = None,
-        key: str | None = None,
-        delay: float | dt.timedelta | None = None,
-        at: dt.datetime | None = None,
-    ) -> Job: ...
-
-    @overload
-    def send(
-        self,
-        client: Client,
-        msg: M,
-        *,
-        job_id: str | None = None,
-        key: str | None = None,
-        delay: float | dt.timedelta | None = None,
-        at: dt.datetime | None = None,
-    ) -> Coroutine[Any, Any, Job]: ...
-
-    def send(
-        self,
-        client: Client | SyncClient,
-        msg: M,
-        *,
-        job_id: str | None = None,
-        key: str | None = None,
-        delay: float | dt.timedelta | None = None,
-        at: dt.datetime | None = None,
-    ) -> Job | Coroutine[Any, Any, Job]:
-        """Send ``msg`` to this handler's queue, type-checked against its message type:
-        ``await send_welcome_email.send(client, msg)`` with a Trio client, or
-        ``send_welcome_email.send(sync_client, msg)`` with a synchronous one."""
-        return client.send(msg, queue=self.queue, job_id=job_id, key=key, delay=delay, at=at)
-
-    @property
-    def batched(self) -> bool:
-        """Whether the handler takes ``list[M]`` and is called with batches."""
-        return self.batch_size is not None
-
-    @property
-    def returns_value(self) -> bool:
-        """Whether the handler's return annotation promises a result worth storing."""
-        return self.return_type not in (None, type(None), inspect.Signature.empty)
-
-
-def _message_type(fn: Callable[..., Any], batched: bool) -> tuple[type[Any], Any]:
-    sig = inspect.signature(fn)
-    params = [
-        p for p in sig.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
-    name = getattr(fn, "__qualname__", repr(fn))
-    if len(params) != 1:
-        raise TypeError(f"handler {name} must take exactly one argument: the message")
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception as exc:
-        raise TypeError(f"handler {name}: cannot resolve annotations: {exc}") from None
-    msg_type = hints.get(params[0].name)
-    is_list = typing.get_origin(msg_type) is list
-    if is_list and not batched:
-        raise TypeError(f"handler {name} takes a list: give batch_size=... to batch it")
-    if batched:
-        if not is_list:
-            raise TypeError(f"batch handler {name} must take list[MyMessage]")
-        msg_type = typing.get_args(msg_type)[0] if typing.get_args(msg_type) else None
-    if msg_type is None or not isinstance(msg_type, type):
-        raise TypeError(
-            f"handler {name}: annotate the message parameter with an attrs class, "
-            f"e.g. `async def {getattr(fn, '__name__', 'handle')}(msg: MyMessage) -> None`"
-        )
-    if not attrs.has(msg_type):
-        raise TypeError(
-            f"handler {name}: message type {msg_type.__qualname__} must be an attrs class"
-        )
-    return msg_type, hints.get("return", inspect.Signature.empty)
 
 
 class App:
@@ -209,7 +102,7 @@ class App:
         )
 
         def register(fn: Callable[[M], Any]) -> Handler[M]:
-            msg_type, return_type = _message_type(fn, batch_size is not None)
+            msg_type, return_type = message_type_of(fn, batch_size is not None)
             is_async = inspect.iscoroutinefunction(fn)
             where: RunIn = "loop" if is_async else "thread"
             if run_in is not None:
@@ -353,8 +246,6 @@ class App:
         ``with app.connect_sync(url) as client: client.send(msg)``. Same wire format,
         same scripts and the same errors as ``connect``.
         """
-        from trioqueue._sync_client import SyncClient
-
         prefix = check_prefix(prefix or (config.broker.prefix if config else "tq"))
         return SyncClient(
             self,
@@ -382,8 +273,6 @@ class App:
         ``unix:///path/to/socket?db=0``. Fails fast with ``BrokerError`` if the
         broker cannot be reached or rejects the credentials.
         """
-        from trioqueue._client import open_client
-
         prefix = check_prefix(prefix or (config.broker.prefix if config else "tq"))
         return open_client(
             self,

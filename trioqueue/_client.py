@@ -1,29 +1,35 @@
-"""The async (Trio) client: send jobs, wait for results, cancel, handle dead letters."""
+"""The async (Trio) client: runs the client core (``_core``) on a coredis connection."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager, suppress
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import attrs
 import coredis.exceptions as cx
 import trio
 
-from trioqueue._app import App
-from trioqueue._config import Config
-from trioqueue._connection import Redis, classify, connected, is_connection_error
-from trioqueue._deadletters import DeadLetter, list_dead, purge_dead, retry_dead
-from trioqueue._keys import PartitionKeys
-from trioqueue._ops import ClientBase, Item, Job, JobStatus, due_ms, partition_for
-from trioqueue._scripts import Call, run
+from trioqueue import _scripts as scripts
+from trioqueue._broker_errors import classify, is_broker_failure
+from trioqueue._connection import Redis, connected
+from trioqueue._core import _commands as cmd
+from trioqueue._core import _dead, _lookup, _send
+from trioqueue._core._base import ClientBase
+from trioqueue._deadletters import DeadLetter
+from trioqueue._job import Job, JobStatus
+from trioqueue._redact import chainable
+from trioqueue._scripts import Call
 
-__all__ = ["Client", "Job"]
+if TYPE_CHECKING:
+    from trioqueue._app import App
+    from trioqueue._config import Config
+
+__all__ = ["Client"]
 
 T = TypeVar("T")
-# A waiting client renews its "someone waits" marker this often (see Client.result).
-WAIT_KEY_MS = 15_000
+# How long the cleanup of a finished wait may take (its keys expire anyway).
+CLEANUP_TIMEOUT = 5.0
 
 
 class Client(ClientBase):
@@ -62,12 +68,9 @@ class Client(ClientBase):
         ``BrokerError``; on any of those nothing was enqueued, except a
         ``BrokerUnavailable`` during the call, whose outcome is unknown.
         """
-        q, item = self._one(msg, queue, job_id, key)
-        partition = partition_for(key or job_id, await self.partitions(q))
-        jobs = await self.send_encoded(
-            q, [item], unique=job_id is not None, due=due_ms(delay, at), partition=partition
+        return await self._run(
+            _send.send(self._core, msg, queue=queue, job_id=job_id, key=key, delay=delay, at=at)
         )
-        return jobs[0]
 
     async def send_many(
         self,
@@ -82,33 +85,16 @@ class Client(ClientBase):
 
         A chunk is all-or-nothing: ``QueueFull`` means none of that chunk was added.
         """
-        count, by_queue = self._many(msgs, queue, key)
-        counts = {q: await self.partitions(q) for q in by_queue}
-        out: list[Job | None] = [None] * count
-        for q, p, chunk in self._chunks(by_queue, counts):
-            jobs = await self.send_encoded(q, [item for _, item in chunk], partition=p)
-            for (i, _), job in zip(chunk, jobs, strict=True):
-                out[i] = job
-        return [job for job in out if job is not None]
+        return await self._run(_send.send_many(self._core, msgs, queue=queue, key=key))
 
     async def partitions(self, queue: str) -> int:
         """The queue's partition count (the one stored in Redis wins; cached briefly)."""
-        n = self._cached_partitions(queue)
-        if n is None:
-            meta = PartitionKeys(self.prefix, queue).meta
-            try:
-                stored = await self.redis.hget(meta, "partitions")
-            except Exception as exc:
-                if is_connection_error(exc) or isinstance(exc, cx.RedisError):
-                    raise classify(exc, self._url) from None
-                raise
-            n = self._remember_partitions(queue, stored)
-        return n
+        return await self._run(self._core.partitions(queue))
 
     async def send_encoded(
         self,
         queue: str,
-        items: Sequence[Item],
+        items: Sequence[scripts.SendItem],
         *,
         unique: bool = False,
         due: int = 0,
@@ -120,19 +106,22 @@ class Client(ClientBase):
         ``unique``: the ids were chosen by the caller, enqueue each at most once.
         ``due``: 0 = now, > 0 = epoch milliseconds, < 0 = minus a delay in milliseconds.
         """
-        sent = await self._call(self._send_call(queue, partition, items, unique, due))
-        return self._jobs(queue, partition, items, sent)
+        return await self._run(
+            _send.send_encoded(
+                self._core, queue, items, unique=unique, due=due, partition=partition
+            )
+        )
 
     async def cancel(self, job: Job | str, *, queue: str | None = None) -> str:
         """Cancel a job. Returns ``"removed"`` (it was still waiting and is gone),
         ``"running"`` (its worker was asked to cancel it; it settles as cancelled) or
         ``"unknown"`` (already finished, or no such job).
 
-        With a bare job id (and ``queue``), a waiting job is found by scanning the
-        queue, which is slower on long queues than passing the ``Job``.
+        A bare job id is looked for in ``queue``, or else in every queue of the App;
+        a waiting job is found by scanning the partitions' streams, which is slower
+        on long queues than passing the ``Job``.
         """
-        j = await self._locate(job, queue)
-        return await self._call(self._cancel_call(j))
+        return await self._run(_lookup.cancel(self._core, job, queue))
 
     async def result(
         self, job: Job | str, *, queue: str | None = None, timeout: float = 30.0
@@ -140,69 +129,34 @@ class Client(ClientBase):
         """Wait for a job's result and return it, structured into the handler's return
         type when the job's type is known to this App. ``timeout`` may be ``math.inf``.
 
+        A bare job id is looked for in ``queue``, or else in every queue of the App;
+        one that no queue knows yet is waited for in all of them.
+
         Raises ``JobFailed`` if it was dead-lettered, ``JobCancelled`` if cancelled,
         ``trio.TooSlowError`` after ``timeout`` seconds. Outcomes are kept for the
         queue's ``result_ttl`` (0 keeps none, and then this can only time out).
         """
-        j = await self._locate(job, queue)
-        keys = PartitionKeys(self.prefix, j.queue, j.partition)
-        deadline = trio.current_time() + timeout
-        try:
-            while True:
-                # Tell the settling script someone waits, then read: a result stored
-                # between the two is seen by the read; one stored after it pushes a
-                # wake-up. Refreshed each round, so a long wait never loses it.
-                await self._io(self.redis.set(keys.result_wait(j.id), b"1", px=WAIT_KEY_MS))
-                doc = await self._io(self.redis.get(keys.result(j.id)))
-                if doc is not None:
-                    return self._outcome(j, doc)
-                remaining = deadline - trio.current_time()
-                if remaining <= 0:
-                    raise trio.TooSlowError(f"no result for job {j.id} within {timeout}s")
-                await self._io(
-                    self.redis.blpop([keys.result_done(j.id)], timeout=min(remaining, 5.0))
-                )
-        finally:
-            # Best effort: both keys expire by themselves.
-            with trio.CancelScope(shield=True), trio.move_on_after(5), suppress(Exception):
-                await self.redis.delete([keys.result_wait(j.id), keys.result_done(j.id)])
+        op = _lookup.result(
+            self._core,
+            job,
+            queue,
+            timeout=timeout,
+            clock=trio.current_time,
+            too_slow=trio.TooSlowError,
+        )
+        return await self._run(op)
 
     async def status(self, job: Job | str, *, queue: str | None = None) -> JobStatus:
-        """The job's current state, attempts, timestamps and last error."""
-        j = await self._locate(job, queue)
-        return await self._status_in(j)
+        """The job's current state, attempts, timestamps and last error.
 
-    async def _status_in(self, j: Job) -> JobStatus:
-        keys = PartitionKeys(self.prefix, j.queue, j.partition)
-        doc = await self._io(self.redis.get(keys.result(j.id)))
-        found = None
-        if doc is None:
-            found = await self._call(self._find_call(j))
-        return self._status(j, doc, found)
-
-    async def _locate(self, job: Job | str, queue: str | None) -> Job:
-        """A ``Job`` for ``job``; for a bare id on a partitioned queue, the partition
-        that knows it (the id's own hash partition when none does yet)."""
-        j = self._job(job, queue)
-        if isinstance(job, Job):
-            return j
-        n = await self.partitions(j.queue)
-        if n == 1:
-            return j
-        home = partition_for(j.id, n)
-        for p in [home, *(p for p in range(n) if p != home)]:
-            candidate = attrs.evolve(j, partition=p)
-            if (await self._status_in(candidate)).state != "unknown":
-                return candidate
-        return attrs.evolve(j, partition=home)
+        A bare job id is looked for in ``queue``, or else in every queue of the App
+        (``state`` ``"unknown"`` and ``queue`` ``""`` when none knows it).
+        """
+        return await self._run(_lookup.status(self._core, job, queue))
 
     async def dead_letters(self, queue: str, *, count: int = 100) -> list[DeadLetter]:
         """The oldest ``count`` dead letters of ``queue`` (of each of its partitions)."""
-        out: list[DeadLetter] = []
-        for p in range(await self.partitions(queue)):
-            keys = PartitionKeys(self.prefix, queue, p)
-            out += await self._io(list_dead(self.redis, keys, count))
-        return out
+        return await self._run(_dead.dead_letters(self._core, queue, count))
 
     async def retry_dead_letters(
         self, queue: str, ids: Sequence[str] | None = None
@@ -211,33 +165,92 @@ class Client(ClientBase):
 
         Returns (re-sent, skipped); skipped entries are not job envelopes and stay.
         """
-        resent = skipped = 0
-        for p in range(await self.partitions(queue)):
-            keys = PartitionKeys(self.prefix, queue, p)
-            r, s = await self._io(retry_dead(self.redis, keys, ids))
-            resent, skipped = resent + r, skipped + s
-        return resent, skipped
+        return await self._run(_dead.retry_dead_letters(self._core, queue, ids))
 
     async def purge_dead_letters(self, queue: str, ids: Sequence[str] | None = None) -> int:
         """Delete dead letters (``ids``, or all); returns how many were deleted."""
-        deleted = 0
-        for p in range(await self.partitions(queue)):
-            keys = PartitionKeys(self.prefix, queue, p)
-            deleted += await self._io(purge_dead(self.redis, keys, ids))
-        return deleted
+        return await self._run(_dead.purge_dead_letters(self._core, queue, ids))
 
-    async def _io(self, awaitable: Awaitable[T]) -> T:
-        """Await a broker call, turning client errors into ``BrokerError``s."""
+    async def _run(self, op: cmd.Op[T]) -> T:
+        """Drive ``op`` to its end on this client's coredis connection."""
+        steps = cmd.Steps(op)
+        for command in steps:
+            steps.outcome = await cmd.acapture(self._execute, command)
+        return steps.result
+
+    async def _execute(self, command: cmd.Command) -> Any:
+        """Run one command; the one place coredis errors become trioqueue errors."""
+        if isinstance(command, cmd.BestEffort):
+            shielded = trio.CancelScope(shield=True)
+            with shielded, trio.move_on_after(CLEANUP_TIMEOUT), suppress(Exception):
+                await self._execute(command.command)
+            return None
+        if isinstance(command, cmd.Sleep):
+            await trio.sleep(command.seconds)
+            return None
         try:
-            return await awaitable
+            return await self._command(command)
         except Exception as exc:
-            if is_connection_error(exc) or isinstance(exc, cx.RedisError):
-                raise classify(exc, self._url) from None
+            if is_broker_failure(exc):
+                raise classify(exc, self._url) from chainable(exc, self._url)
             raise
 
-    async def _call(self, call: Call[T]) -> T:
-        """Run a script call; its declared error codes raise trioqueue's errors."""
-        return await self._io(run(self.redis, call))
+    async def _command(self, command: cmd.Command) -> Any:
+        match command:
+            case scripts.Call():  # first: every send is one
+                return await scripts.run(self.redis, command)
+            case cmd.Get(key):
+                return await self.redis.get(key)
+            case cmd.HGet(key, field):
+                return await self.redis.hget(key, field)
+            case cmd.SetPx(key, value, px):
+                await self.redis.set(key, value, px=px)
+                return None
+            case cmd.BLPop(key, timeout):
+                await self.redis.blpop([key], timeout=timeout)
+                return None
+            case cmd.Delete(keys):
+                return await self.redis.delete(list(keys))
+            case cmd.XLen(key):
+                return await self.redis.xlen(key)
+            case cmd.XRange(key, start, end, count, reverse):
+                if reverse:
+                    entries = await self.redis.xrevrange(key, end, start, count=count)
+                else:
+                    entries = await self.redis.xrange(key, start, end, count=count)
+                return [(e.identifier, e.field_values) for e in entries or ()]
+            case cmd.XDel(key, ids):
+                return await self.redis.xdel(key, list(ids))
+            case cmd.Pipeline():
+                return await self._pipeline(command)
+        raise TypeError(f"not a command: {command!r}")
+
+    async def _pipeline(self, pipeline: cmd.Pipeline) -> list[Any]:
+        commands = pipeline.commands
+        if len(commands) == 1:
+            return [await self._command(commands[0])]
+        try:
+            replies = await self._pipelined(commands)
+        except cx.NoScriptError:
+            # The server lost its scripts (a restart): nothing of ours ran, and a
+            # pipeline holds only reads, so sending it again is safe.
+            for c in commands:
+                if isinstance(c, Call):
+                    await self.redis.script_load(c.script.source)
+            replies = await self._pipelined(commands)
+        return cmd.parsed(pipeline, replies)
+
+    async def _pipelined(self, commands: tuple[cmd.Get | cmd.HGet | Call[Any], ...]) -> list[Any]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            replies = [
+                pipe.get(c.key)
+                if isinstance(c, cmd.Get)
+                else pipe.hget(c.key, c.field)
+                if isinstance(c, cmd.HGet)
+                else pipe.evalsha(c.script.sha, keys=c.keys, args=c.args)
+                for c in commands
+            ]
+        return [await reply for reply in replies]
 
 
 @asynccontextmanager
@@ -251,6 +264,7 @@ async def open_client(
     socket_timeout: float,
     tls_ca_file: str | None,
 ) -> AsyncIterator[Client]:
+    """Connect, check the broker answers, and yield a ``Client`` (see ``App.connect``)."""
     async with connected(
         url,
         connect_timeout=connect_timeout,

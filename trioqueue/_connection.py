@@ -1,4 +1,4 @@
-"""Opening broker connections, classifying their errors, keeping secrets out of logs."""
+"""Opening coredis connections to the broker (the Trio client's and the workers')."""
 
 from __future__ import annotations
 
@@ -6,71 +6,19 @@ import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import coredis
 import coredis.exceptions as cx
 import trio
 from coredis.retry import NoRetryPolicy
 
-from trioqueue._errors import BrokerAuthError, BrokerError, BrokerUnavailable
+from trioqueue._broker_errors import classify
+from trioqueue._errors import BrokerError, BrokerUnavailable
+from trioqueue._redact import chainable, redact, redact_url
 
 Redis = coredis.Redis[bytes]
 
 SCHEMES = ("redis", "rediss", "unix")
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (safe to log)."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port  # parsed lazily: "host:notaport" fails only here
-    except ValueError:
-        return "<unparseable url>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if port is not None:
-        host = f"{host}:{port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-
-
-def redact(text: str, url: str | None) -> str:
-    """``text`` with the password of ``url`` removed wherever it appears."""
-    password = _password(url)
-    return text.replace(password, "***") if password else text
-
-
-def chainable(exc: BaseException, url: str | None) -> BaseException | None:
-    """``exc``, to chain as the cause of the ``BrokerError`` that replaces it, or None
-    if its text (or that of an error it chains) shows the password of ``url``.
-
-    The original error tells an operator what failed underneath (a TLS handshake, a
-    refused connection), but it is printed unredacted with the traceback; and a
-    server can echo the AUTH arguments in an error reply (``unknown command 'AUTH',
-    with args beginning with: ...`` when AUTH is renamed away).
-    """
-    password = _password(url)
-    if not password:
-        return exc
-    seen: set[int] = set()
-    link: BaseException | None = exc
-    while link is not None and id(link) not in seen:
-        if password in str(link):
-            return None
-        seen.add(id(link))
-        link = link.__cause__ or link.__context__
-    return exc
-
-
-def _password(url: str | None) -> str | None:
-    if not url:
-        return None
-    try:
-        return urlsplit(url).password
-    except ValueError:
-        return None
 
 
 def check_url(url: str) -> None:
@@ -81,63 +29,6 @@ def check_url(url: str) -> None:
         raise BrokerError(
             f"unsupported broker URL scheme {shown!r}: use redis://, rediss:// or unix://"
         )
-
-
-def is_connection_error(exc: BaseException) -> bool:
-    """True for failures that a reconnect may cure (network, restart, timeout)."""
-    if isinstance(exc, cx.AuthenticationError | cx.AuthorizationError):
-        return False
-    if isinstance(exc, cx.ConnectionError | TimeoutError | OSError):
-        return True
-    if isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError):
-        return True
-    if isinstance(exc, cx.TryAgainError | cx.ClusterDownError):
-        # coredis raises these codes as classes and strips them from the message.
-        return True
-    if isinstance(exc, cx.ResponseError):
-        msg = str(exc)
-        # The server is restarting, loading, out of memory, busy with a script or
-        # refusing writes for a moment: ride it out like a lost connection.
-        return (
-            msg.startswith(
-                ("LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "OOM", "BUSY", "READONLY")
-            )
-            or "OOM command not allowed" in msg
-        )
-    return isinstance(exc, BaseExceptionGroup) and all(
-        is_connection_error(e) for e in exc.exceptions
-    )
-
-
-def classify(exc: BaseException, url: str | None) -> BrokerError:
-    """Turn a client exception into a ``BrokerError`` with a clear, redacted message."""
-    denied = isinstance(exc, cx.AuthenticationError | cx.AuthorizationError) or (
-        isinstance(exc, cx.ResponseError) and _denied(str(exc))
-    )
-    return broker_error(exc, url, denied=denied, unreachable=is_connection_error(exc))
-
-
-def _denied(text: str) -> bool:
-    return text.startswith(("NOAUTH", "WRONGPASS", "NOPERM")) or "no permissions" in text
-
-
-def broker_error(
-    exc: BaseException, url: str | None, *, denied: bool, unreachable: bool
-) -> BrokerError:
-    """The ``BrokerError`` for a client error already sorted by the client's own
-    exception classes (coredis or redis-py); the message is redacted."""
-    where = redact_url(url) if url else "the broker"
-    detail = redact(str(exc) or type(exc).__name__, url)
-    if denied or _denied(str(exc)):
-        return BrokerAuthError(f"broker {where} rejected the credentials: {detail}")
-    if "OOM command not allowed" in str(exc):
-        return BrokerError(
-            f"broker {where} is out of memory (maxmemory reached), the command was refused: "
-            f"{detail}"
-        )
-    if unreachable:
-        return BrokerUnavailable(f"cannot reach broker {where}: {detail}")
-    return BrokerError(f"broker {where} error: {detail}")
 
 
 def make_client(

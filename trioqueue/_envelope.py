@@ -1,11 +1,26 @@
-"""The wire format: how a job looks inside a stream entry.
+"""The envelope: how a job looks inside a stream entry and in the delayed set.
 
-A stream entry holds the fields ``id`` (job id), ``type`` (registered message type
-name) and ``body`` (the message as JSON). Entries re-queued by a retry also carry
-``attempt`` (1-based) and ``enqueued`` (milliseconds since the epoch, server
-clock). Absent ``attempt`` means 1; absent ``enqueued`` means the time part of the
-entry id; absent ``id`` means the entry id. So any Redis client can send with a
-plain ``XADD``. See ``docs/reference/wire-format.md``.
+This module owns both directions of that format for Python: the worker reads entries
+with ``Envelope.from_entry``, the clients' ``status`` reads entries and delayed-set
+documents with ``from_entry`` and ``from_delayed``, and the retry path writes the
+delayed-set document with ``delayed_payload``. The scripts that write entries (send,
+promote, reclaim, dead-letter, dead-letter re-send) follow the same fields. The
+specification is docs/reference/wire-format.md ("Stream entries").
+
+Wire decisions, a promise to programs in other languages:
+
+- every field is a string; ``type`` (registered message type name) and ``body`` (the
+  message as JSON) are required, everything else is optional, so any Redis client can
+  send with a plain ``XADD``;
+- ``id`` is the job id; absent, the entry id stands for it;
+- ``attempt`` is 1-based; absent means 1;
+- ``enqueued`` is milliseconds since the epoch by the server's clock; absent, the time
+  part of the entry id;
+- ``key`` (the partition key) and ``unique`` (``"1"``: the sender chose the job id) are
+  carried through retries; ``error`` holds the last failure on a retried entry;
+- unknown fields are ignored (dead letters add their own, see ``_deadletters``);
+- the delayed-set member is a JSON object with the same names, ``attempt`` and
+  ``enqueued`` as numbers and ``body`` as a JSON *string*; its score is the due time.
 """
 
 from __future__ import annotations
@@ -23,6 +38,10 @@ F_BODY = "body"
 F_ATTEMPT = "attempt"
 F_ENQUEUED = "enqueued"
 F_KEY = "key"
+F_UNIQUE = "unique"
+F_ERROR = "error"
+# A retried entry keeps at most this much of its last failure's text.
+ERROR_CHARS = 1000
 
 
 def new_job_id() -> str:
@@ -46,7 +65,7 @@ def _text(value: Any) -> str:
 
 @attrs.frozen
 class Envelope:
-    """A job as read from a stream entry."""
+    """A job as read from a stream entry (or a delayed-set document)."""
 
     entry_id: str
     job_id: str
@@ -56,10 +75,18 @@ class Envelope:
     enqueued_ms: int
     key: str = ""
     unique: bool = False
+    error: str = ""
+    """The last failure (``"ErrorType: message"``) of an entry re-queued for a retry."""
 
     @classmethod
-    def from_entry(cls, entry_id: str, fields: Mapping[Any, Any]) -> Envelope:
-        """Parse an entry's fields; raise ``EnvelopeError`` naming what is wrong."""
+    def from_entry(
+        cls, entry_id: str, fields: Mapping[Any, Any], *, strict: bool = True
+    ) -> Envelope:
+        """Parse an entry's fields; raise ``EnvelopeError`` naming what is wrong.
+
+        ``strict=False`` reads an entry without ``type`` or ``body`` too (as empty), for
+        reporting on it: a worker dead-letters such an entry instead.
+        """
         get = fields.get
         type_name = get(b"type")
         if type_name is None and any(isinstance(k, str) for k in fields):
@@ -69,13 +96,16 @@ class Envelope:
             type_name = get(b"type")
         body = get(b"body")
         if type_name is None or body is None:
-            present = sorted(_text(k) for k in fields)
-            raise EnvelopeError(f"entry lacks 'type' or 'body' field (fields: {present})")
+            if strict:
+                present = sorted(_text(k) for k in fields)
+                raise EnvelopeError(f"entry lacks 'type' or 'body' field (fields: {present})")
+            type_name, body = type_name or b"", body or b""
         job_id = get(b"id")
         attempt = get(b"attempt")
         enqueued = get(b"enqueued")
         key = get(b"key")
         unique = get(b"unique")
+        error = get(b"error")
         try:
             attempt_n = int(attempt) if attempt is not None else 1
             enqueued_ms = int(enqueued) if enqueued is not None else int(entry_id.split("-")[0])
@@ -90,6 +120,24 @@ class Envelope:
             enqueued_ms=enqueued_ms,
             key=_text(key) if key is not None else "",
             unique=unique is not None and _text(unique) == "1",
+            error=_text(error) if error is not None else "",
+        )
+
+    @classmethod
+    def from_delayed(cls, payload: bytes | str) -> Envelope:
+        """Parse a delayed-set member (it has no entry id yet: ``entry_id`` is empty)."""
+        doc = orjson.loads(payload)
+        body = doc.get(F_BODY, "")
+        return cls(
+            entry_id="",
+            job_id=str(doc.get(F_ID, "")),
+            type_name=str(doc.get(F_TYPE, "")),
+            body=body.encode() if isinstance(body, str) else orjson.dumps(body),
+            attempt=int(doc.get(F_ATTEMPT, 1)),
+            enqueued_ms=int(doc.get(F_ENQUEUED, 0) or 0),
+            key=str(doc.get(F_KEY, "")),
+            unique=str(doc.get(F_UNIQUE, "")) == "1",
+            error=str(doc.get(F_ERROR, "")),
         )
 
     def delayed_payload(self, attempt: int, last_error: str = "") -> bytes:
@@ -104,9 +152,9 @@ class Envelope:
         if self.key:
             doc[F_KEY] = self.key
         if self.unique:
-            doc["unique"] = "1"
+            doc[F_UNIQUE] = "1"
         if last_error:
-            doc["error"] = last_error[:1000]
+            doc[F_ERROR] = last_error[:ERROR_CHARS]
         return orjson.dumps(doc)
 
 

@@ -1,6 +1,7 @@
 """The synchronous client (redis-py) for code that is not async: Django, Flask, scripts.
 
-Same wire format and the very same Lua scripts as the Trio client (see ``_ops.py``).
+It runs the very same client core (``_core``) as the Trio client, so it sends the same
+entries, runs the same scripts and raises the same errors.
 """
 
 from __future__ import annotations
@@ -10,23 +11,29 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import attrs
 import redis as redis_py
 import redis.exceptions as rx
 
-from trioqueue._app import App
-from trioqueue._config import Config
-from trioqueue._connection import broker_error, check_url, redact, redact_url
+from trioqueue import _scripts as scripts
+from trioqueue._broker_errors import classify_sync
+from trioqueue._connection import check_url
+from trioqueue._core import _commands as cmd
+from trioqueue._core import _lookup, _send
+from trioqueue._core._base import ClientBase
 from trioqueue._errors import BrokerError
-from trioqueue._keys import PartitionKeys
-from trioqueue._ops import ClientBase, Item, Job, JobStatus, due_ms, partition_for
-from trioqueue._scripts import run_sync
+from trioqueue._job import Job, JobStatus
+from trioqueue._redact import chainable, redact, redact_url
+from trioqueue._scripts import Call
+
+if TYPE_CHECKING:
+    from trioqueue._app import App
+    from trioqueue._config import Config
 
 __all__ = ["SyncClient"]
 
-WAIT_KEY_MS = 15_000
+T = TypeVar("T")
 
 
 class SyncClient(ClientBase):
@@ -58,8 +65,11 @@ class SyncClient(ClientBase):
         except (ValueError, TypeError) as exc:
             raise BrokerError(
                 f"invalid broker URL {redact_url(url)}: {redact(str(exc), url)}"
-            ) from None
-        self._io(self.redis.ping)
+            ) from chainable(exc, url)
+        try:
+            self.redis.ping()
+        except rx.RedisError as exc:
+            raise classify_sync(exc, url) from chainable(exc, url)
 
     def __enter__(self) -> SyncClient:
         return self
@@ -87,11 +97,9 @@ class SyncClient(ClientBase):
         at: dt.datetime | None = None,
     ) -> Job:
         """Enqueue one message; see ``Client.send`` (same arguments and errors)."""
-        q, item = self._one(msg, queue, job_id, key)
-        partition = partition_for(key or job_id, self.partitions(q))
-        return self.send_encoded(
-            q, [item], unique=job_id is not None, due=due_ms(delay, at), partition=partition
-        )[0]
+        return self._run(
+            _send.send(self._core, msg, queue=queue, job_id=job_id, key=key, delay=delay, at=at)
+        )
 
     def send_many(
         self,
@@ -101,105 +109,119 @@ class SyncClient(ClientBase):
         key: Callable[[Any], str] | None = None,
     ) -> list[Job]:
         """Enqueue many messages in as few round trips as possible; see ``Client.send_many``."""
-        count, by_queue = self._many(msgs, queue, key)
-        counts = {q: self.partitions(q) for q in by_queue}
-        out: list[Job | None] = [None] * count
-        for q, p, chunk in self._chunks(by_queue, counts):
-            jobs = self.send_encoded(q, [item for _, item in chunk], partition=p)
-            for (i, _), job in zip(chunk, jobs, strict=True):
-                out[i] = job
-        return [job for job in out if job is not None]
+        return self._run(_send.send_many(self._core, msgs, queue=queue, key=key))
 
     def partitions(self, queue: str) -> int:
         """The queue's partition count (the one stored in Redis wins; cached briefly)."""
-        n = self._cached_partitions(queue)
-        if n is None:
-            meta = PartitionKeys(self.prefix, queue).meta
-            n = self._remember_partitions(
-                queue, self._io(lambda: self.redis.hget(meta, "partitions"))
-            )
-        return n
+        return self._run(self._core.partitions(queue))
 
     def send_encoded(
         self,
         queue: str,
-        items: Sequence[Item],
+        items: Sequence[scripts.SendItem],
         *,
         unique: bool = False,
         due: int = 0,
         partition: int = 0,
     ) -> list[Job]:
         """Enqueue already-encoded ``(job id, type name, JSON body, key)`` items."""
-        call = self._send_call(queue, partition, items, unique, due)
-        sent = self._io(lambda: run_sync(self.redis, call))
-        return self._jobs(queue, partition, items, sent)
+        return self._run(
+            _send.send_encoded(
+                self._core, queue, items, unique=unique, due=due, partition=partition
+            )
+        )
 
     def cancel(self, job: Job | str, *, queue: str | None = None) -> str:
-        """Cancel a job; see ``Client.cancel``."""
-        call = self._cancel_call(self._locate(job, queue))
-        outcome: str = self._io(lambda: run_sync(self.redis, call))
-        return outcome
+        """Cancel a job; see ``Client.cancel`` (a bare id works the same way)."""
+        return self._run(_lookup.cancel(self._core, job, queue))
 
     def result(self, job: Job | str, *, queue: str | None = None, timeout: float = 30.0) -> Any:
         """Wait up to ``timeout`` seconds for a job's result; see ``Client.result``.
 
         Raises ``TimeoutError`` when no result came in time.
         """
-        j = self._locate(job, queue)
-        keys = PartitionKeys(self.prefix, j.queue, j.partition)
-        deadline = time.monotonic() + timeout
-        wait_key, done_key = keys.result_wait(j.id), keys.result_done(j.id)
-        try:
-            while True:
-                self._io(lambda: self.redis.set(wait_key, b"1", px=WAIT_KEY_MS))
-                doc = self._io(lambda: self.redis.get(keys.result(j.id)))
-                if doc is not None:
-                    return self._outcome(j, doc)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"no result for job {j.id} within {timeout}s")
-                self._io(lambda r=remaining: self.redis.blpop([done_key], timeout=min(r, 5.0)))
-        finally:
-            with suppress(BrokerError):
-                self._io(lambda: self.redis.delete(wait_key, done_key))
+        op = _lookup.result(
+            self._core, job, queue, timeout=timeout, clock=time.monotonic, too_slow=TimeoutError
+        )
+        return self._run(op)
 
     def status(self, job: Job | str, *, queue: str | None = None) -> JobStatus:
-        """The job's current state, attempts, timestamps and last error."""
-        return self._status_in(self._locate(job, queue))
+        """The job's current state, attempts, timestamps and last error; see
+        ``Client.status``."""
+        return self._run(_lookup.status(self._core, job, queue))
 
-    def _status_in(self, j: Job) -> JobStatus:
-        key = PartitionKeys(self.prefix, j.queue, j.partition).result(j.id)
-        doc = self._io(lambda: self.redis.get(key))
-        found = None
-        if doc is None:
-            call = self._find_call(j)
-            found = self._io(lambda: run_sync(self.redis, call))
-        return self._status(j, doc, found)
+    def _run(self, op: cmd.Op[T]) -> T:
+        """Drive ``op`` to its end on this client's redis-py connection."""
+        steps = cmd.Steps(op)
+        for command in steps:
+            steps.outcome = cmd.capture(self._execute, command)
+        return steps.result
 
-    def _locate(self, job: Job | str, queue: str | None) -> Job:
-        j = self._job(job, queue)
-        if isinstance(job, Job):
-            return j
-        n = self.partitions(j.queue)
-        if n == 1:
-            return j
-        home = partition_for(j.id, n)
-        for p in [home, *(p for p in range(n) if p != home)]:
-            candidate = attrs.evolve(j, partition=p)
-            if self._status_in(candidate).state != "unknown":
-                return candidate
-        return attrs.evolve(j, partition=home)
-
-    def _io(self, fn: Any) -> Any:
+    def _execute(self, command: cmd.Command) -> Any:
+        """Run one command; the one place redis-py errors become trioqueue errors."""
+        if isinstance(command, cmd.BestEffort):
+            with suppress(BrokerError):
+                self._execute(command.command)
+            return None
+        if isinstance(command, cmd.Sleep):
+            time.sleep(command.seconds)
+            return None
         try:
-            return fn()
+            return self._command(command)
         except rx.RedisError as exc:
-            raise self._classify(exc) from None
+            raise classify_sync(exc, self._url) from chainable(exc, self._url)
 
-    def _classify(self, exc: Exception) -> BrokerError:
-        return broker_error(
-            exc,
-            self._url,
-            denied=isinstance(exc, rx.AuthenticationError | rx.NoPermissionError),
-            unreachable=isinstance(exc, rx.ConnectionError | rx.TimeoutError),
-        )
+    def _command(self, command: cmd.Command) -> Any:
+        r = self.redis
+        match command:
+            case scripts.Call():  # first: every send is one
+                return scripts.run_sync(r, command)
+            case cmd.Get(key):
+                return r.get(key)
+            case cmd.HGet(key, field):
+                return r.hget(key, field)
+            case cmd.SetPx(key, value, px):
+                r.set(key, value, px=px)
+                return None
+            case cmd.BLPop(key, timeout):
+                r.blpop([key], timeout=timeout)
+                return None
+            case cmd.Delete(keys):
+                return r.delete(*keys)
+            case cmd.XLen(key):
+                return r.xlen(key)
+            case cmd.XRange(key, start, end, count, reverse):
+                if reverse:
+                    return r.xrevrange(key, end, start, count=count)
+                return r.xrange(key, start, end, count=count)
+            case cmd.XDel(key, ids):
+                return r.xdel(key, *ids)
+            case cmd.Pipeline():
+                return self._pipeline(command)
+        raise TypeError(f"not a command: {command!r}")
+
+    def _pipeline(self, pipeline: cmd.Pipeline) -> list[Any]:
+        commands = pipeline.commands
+        if len(commands) == 1:
+            return [self._command(commands[0])]
+        try:
+            replies = self._pipelined(commands)
+        except rx.NoScriptError:
+            # As in Client._pipeline: only reads, so sending it again is safe.
+            for c in commands:
+                if isinstance(c, Call):
+                    self.redis.script_load(c.script.source)
+            replies = self._pipelined(commands)
+        return cmd.parsed(pipeline, replies)
+
+    def _pipelined(self, commands: tuple[cmd.Get | cmd.HGet | Call[Any], ...]) -> list[Any]:
+        with self.redis.pipeline(transaction=False) as pipe:
+            for c in commands:
+                if isinstance(c, cmd.Get):
+                    pipe.get(c.key)
+                elif isinstance(c, cmd.HGet):
+                    pipe.hget(c.key, c.field)
+                else:
+                    pipe.evalsha(c.script.sha, len(c.keys), *c.keys, *c.args)
+            replies: list[Any] = pipe.execute()
+        return replies

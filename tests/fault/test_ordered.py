@@ -34,8 +34,9 @@ from tests.fault.harness import FIGURES
 from tests.fault.ordered_check import Fault, Report, Run, check, load_leases, load_runs
 from tests.fault.ordered_worker import QUEUE, Step, app
 from trioqueue._connection import connected
+from trioqueue._job import Job
 from trioqueue._keys import GROUP, PartitionKeys, members_key
-from trioqueue._ops import Job, partition_for
+from trioqueue._routing import partition_for
 from trioqueue._scripts import run, server_time
 from trioqueue._scripts._members import ORDERED_FETCH
 from trioqueue._status import collect_status

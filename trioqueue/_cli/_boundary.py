@@ -25,8 +25,9 @@ import typer
 from typer.core import TyperGroup
 
 from trioqueue._cli._console import err
-from trioqueue._connection import redact, sole_exception
+from trioqueue._connection import sole_exception
 from trioqueue._errors import TrioqueueError
+from trioqueue._redact import redact
 
 # The URLs whose passwords the running command must not print. A fresh list per
 # invocation, so one command's URL does not leak into the next (tests invoke several).

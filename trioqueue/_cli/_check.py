@@ -8,8 +8,8 @@ from rich.table import Table
 
 from trioqueue._cli._console import out
 from trioqueue._cli._project import ConfigArg, client_for, load
-from trioqueue._connection import redact_url
 from trioqueue._embedded import find_server_binary
+from trioqueue._redact import redact_url
 from trioqueue._status import partition_count
 from trioqueue._worker._partitions import store_queue_bounds
 

@@ -15,7 +15,7 @@ from trioqueue._cli._console import out
 from trioqueue._cli._project import ConfigArg, QueueArg, QueueOpt, client_for, load
 from trioqueue._client import Client
 from trioqueue._config import Config
-from trioqueue._ops import JobStatus
+from trioqueue._job import JobStatus
 
 JobIdArg = Annotated[str, typer.Argument(help="Job id.", show_default=False)]
 

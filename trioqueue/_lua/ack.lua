@@ -9,7 +9,7 @@
 -- Reply: {ids pending for another consumer (fenced), ids not pending at all (settled
 --        already: by an earlier call of ours whose reply was lost, or by another member)}
 -- allow-oom: acknowledging frees memory, so a full server can still be drained.
--- Outcome documents: docs/reference/wire-format.md.
+-- Outcome documents: docs/reference/wire-format.md, built by trioqueue/_outcome.py.
 -- @include store_outcome
 -- @include release_unique
 local stream, group, me = KEYS[1], ARGV[1], ARGV[2]

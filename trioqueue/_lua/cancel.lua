@@ -5,8 +5,9 @@
 --       control channel, outcome document for a removed job
 -- Reply: 'removed', 'running' or 'unknown'
 -- A job still waiting (in the stream, not delivered, or in the delayed set) is removed
--- and recorded as cancelled. A job being run gets a cancel marker (seen by the owner's
--- renewal, touch.lua) and a message on the control channel (seen at once).
+-- and recorded as cancelled (the document: trioqueue/_outcome.py). A job being run
+-- gets a cancel marker (seen by the owner's renewal, touch.lua) and a message on the
+-- control channel (seen at once).
 -- @include locate
 -- @include store_outcome
 -- @include release_unique

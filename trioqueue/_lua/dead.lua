@@ -5,7 +5,8 @@
 -- ARGV: group, consumer, entry id, result_ttl_ms, outcome document ('' = none), then
 --       field/value pairs of the dead-letter entry
 -- Reply: the dead-letter entry id, or false when fenced (another consumer owns it).
--- Dead-letter entries and outcome documents: docs/reference/wire-format.md.
+-- Dead-letter entries and outcome documents: docs/reference/wire-format.md; in Python,
+-- trioqueue/_deadletters.py and trioqueue/_outcome.py (the caller builds both).
 -- @include owned
 -- @include now_ms
 -- @include store_outcome

@@ -6,7 +6,8 @@
 --       to take the next `count` entries of
 -- Reply: {re-sent, skipped (not a job envelope), id of the last entry looked at ('' if
 --        none)}
--- Dead-letter entries and stream fields: docs/reference/wire-format.md.
+-- Dead-letter entries and stream fields: docs/reference/wire-format.md; in Python,
+-- trioqueue/_deadletters.py and trioqueue/_envelope.py.
 local entries = {}
 if ARGV[2] == '' then
   entries = redis.call('XRANGE', KEYS[2], ARGV[3], ARGV[4], 'COUNT', tonumber(ARGV[1]))

@@ -1,5 +1,6 @@
 #!lua
--- find: where a job is, for status.
+-- find: where a job is, for status (the entry fields and delayed-set document are read
+-- by trioqueue/_envelope.py).
 -- KEYS: stream, delayed
 -- ARGV: group, job id, entry id ('' = search the stream), scan limit
 -- Reply: {kind ('stream', 'delayed' or ''), entry id or delayed payload, entry fields or

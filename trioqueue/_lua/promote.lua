@@ -4,7 +4,7 @@
 -- ARGV: limit (the most jobs moved in one call)
 -- Reply: {moved, ms until the next job is due, or -1 when the set is empty}
 -- The delayed-set document and the stream fields it becomes:
--- docs/reference/wire-format.md.
+-- docs/reference/wire-format.md; in Python, trioqueue/_envelope.py.
 -- @include now_ms
 local now = now_ms()
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))

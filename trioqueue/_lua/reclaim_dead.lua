@@ -11,7 +11,8 @@
 -- reclaim.lua listed it is left alone.
 -- allow-oom: draining a full broker must not stall on a job that keeps killing its
 -- workers; the entry leaves its stream in the same step as it enters the dead letters.
--- Dead-letter entries and outcome documents: docs/reference/wire-format.md.
+-- Dead-letter entries and outcome documents: docs/reference/wire-format.md; in Python,
+-- trioqueue/_deadletters.py and trioqueue/_outcome.py.
 -- @include now_ms
 -- @include store_outcome
 -- @include release_unique

@@ -2,7 +2,7 @@
 -- retry: move an entry this consumer owns to the delayed set, for its next attempt.
 -- KEYS: stream, delayed
 -- ARGV: group, consumer, entry id, delay_ms, payload (the delayed-set document with
---       attempt + 1: docs/reference/wire-format.md)
+--       attempt + 1: docs/reference/wire-format.md, built by trioqueue/_envelope.py)
 -- Reply: 1 when moved to the delayed set, 0 when fenced (another consumer owns it).
 -- @include owned
 -- @include now_ms

@@ -10,7 +10,7 @@
 -- Errors: QUEUEFULL <max_length>, TOOLARGE <size> <limit>; nothing is added then.
 -- Bounds stored in the meta hash (written from the config by workers and `check`) win
 -- over the caller's. Stream fields and the delayed-set document:
--- docs/reference/wire-format.md.
+-- docs/reference/wire-format.md; in Python, trioqueue/_envelope.py.
 -- @include now_ms
 local meta = redis.call('HMGET', KEYS[2], 'max_length', 'max_message_bytes')
 local maxlen = tonumber(meta[1] or ARGV[1])

@@ -21,8 +21,8 @@ from collections.abc import Callable
 import trio
 
 from trioqueue import _scripts as scripts
+from trioqueue._broker_errors import is_connection_error
 from trioqueue._config import QueueSettings
-from trioqueue._connection import is_connection_error
 from trioqueue._keys import PartitionKeys
 from trioqueue._worker._context import WorkerContext
 from trioqueue._worker._inflight import Entry

@@ -15,7 +15,8 @@ from typing import TypeVar
 
 import trio
 
-from trioqueue._connection import is_connection_error, redact
+from trioqueue._broker_errors import is_connection_error
+from trioqueue._redact import redact
 
 log = logging.getLogger("trioqueue.worker.outage")
 T = TypeVar("T")

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from trioqueue._app import Handler
+from trioqueue._handler import Handler
 
 
 def process_target(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:

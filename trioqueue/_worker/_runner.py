@@ -25,13 +25,13 @@ import orjson
 import trio
 import trio_parallel
 
-from trioqueue._app import Handler
+from trioqueue import _outcome
 from trioqueue._config import QueueSettings
 from trioqueue._context import JobContext, _current
 from trioqueue._converter import describe_structure_error
 from trioqueue._envelope import Envelope, EnvelopeError
+from trioqueue._handler import Handler
 from trioqueue._keys import PartitionKeys
-from trioqueue._outcome import outcome_doc
 from trioqueue._worker._acker import Acker
 from trioqueue._worker._batch import Batcher
 from trioqueue._worker._context import WorkerContext
@@ -174,7 +174,7 @@ class Runner:
         if running is not None and running.cancelled and scope.cancelled_caught:
             # A client cancelled it: settle it as cancelled, never retry it.
             log.info("job %s on queue %s cancelled on request", env.job_id, s.name)
-            doc = outcome_doc("cancelled", attempts=env.attempt, enqueued=env.enqueued_ms)
+            doc = _outcome.cancelled(attempts=env.attempt, enqueued=env.enqueued_ms)
             self._acker.add(env.entry_id, env.job_id, doc, env.unique)
             return
         if scope.cancelled_caught:
@@ -185,11 +185,8 @@ class Runner:
             if s.result_ttl > 0:
                 try:
                     unstructured = ctx.app.converter.unstructure(result)
-                    stored = outcome_doc(
-                        "succeeded",
-                        result=unstructured,
-                        attempts=env.attempt,
-                        enqueued=env.enqueued_ms,
+                    stored = _outcome.succeeded(
+                        unstructured, attempts=env.attempt, enqueued=env.enqueued_ms
                     )
                 except Exception as exc:
                     # An unstorable result is the handler's failure; left to propagate it

@@ -20,20 +20,18 @@ from typing import Any
 
 import trio
 
+from trioqueue import _deadletters
 from trioqueue import _scripts as scripts
 from trioqueue._config import QueueSettings
-from trioqueue._envelope import Envelope, entry_fields_text
+from trioqueue._envelope import F_ID, Envelope
 from trioqueue._errors import Reject, Retry
 from trioqueue._keys import PartitionKeys
-from trioqueue._outcome import outcome_doc
 from trioqueue._worker._context import WorkerContext
 from trioqueue._worker._stats import ConsumerStats, report_fenced
 
 __all__ = ["Settler"]
 
 log = logging.getLogger("trioqueue.worker.consumer")
-
-TRACEBACK_CHARS = 4000
 
 
 class Settler:
@@ -115,21 +113,10 @@ class Settler:
         self, env: Envelope, error_type: str, error: str, exc: BaseException | None = None
     ) -> None:
         """Dead-letter a job whose envelope could be read."""
-        fields = {
-            "id": env.job_id,
-            "type": env.type_name,
-            "body": env.body.decode("utf-8", "replace"),
-            "attempt": str(env.attempt),
-            "enqueued": str(env.enqueued_ms),
-            "error_type": error_type,
-            "error": error,
-            "attempts": str(env.attempt),
-        }
-        if env.key:
-            fields["key"] = env.key
+        tb = ""
         if exc is not None and not isinstance(exc, Retry | Reject | trio.TooSlowError):
             tb = "".join(traceback.format_exception(exc, limit=8))
-            fields["traceback"] = tb[-TRACEBACK_CHARS:]
+        fields = _deadletters.job_fields(env, error_type, error, traceback=tb)
         if error_type in ("DecodeError", "UnknownMessageType", "Reject"):
             log.error(
                 "job %s on queue %s dead-lettered: %s: %s",
@@ -144,26 +131,15 @@ class Settler:
         self, entry_id: str, fields: Mapping[Any, Any], error_type: str, error: str
     ) -> None:
         """Dead-letter an entry whose envelope is malformed, keeping its raw fields."""
-        text = entry_fields_text(fields)
-        extra = {"error_type": error_type, "error": error, "attempts": text.get("attempt", "1")}
-        await self._dead_letter(entry_id, {**text, **extra})
+        await self._dead_letter(entry_id, _deadletters.raw_fields(fields, error_type, error))
 
     async def _dead_letter(self, entry_id: str, fields: dict[str, str]) -> None:
         ctx = self._ctx
-        job_id = fields.get("id", entry_id)
-        doc = outcome_doc(
-            "failed",
-            error_type=fields.get("error_type", ""),
-            error=fields.get("error", ""),
-            attempts=int(fields.get("attempts", "1") or 1),
-            enqueued=int(fields.get("enqueued", "0") or 0),
+        job_id = fields.get(F_ID, entry_id)
+        doc = _deadletters.failure_outcome(fields)
+        stamped = _deadletters.stamped(
+            fields, queue=self._settings.name, worker=ctx.member_id, source_id=entry_id
         )
-        fields = {
-            **fields,
-            "queue": self._settings.name,
-            "worker": ctx.member_id,
-            "source_id": entry_id,
-        }
         ok = await self._settle(
             "dead-letter",
             scripts.dead(
@@ -173,7 +149,7 @@ class Settler:
                 job_id=job_id,
                 result_ttl_ms=int(self._settings.result_ttl * 1000),
                 outcome=doc,
-                fields=fields,
+                fields=stamped,
             ),
         )
         if ok:

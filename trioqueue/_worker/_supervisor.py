@@ -40,10 +40,11 @@ import trio
 from trioqueue._app import App
 from trioqueue._client import Client
 from trioqueue._config import Config, QueueSettings, WorkerConfig
-from trioqueue._connection import connected, redact_url
+from trioqueue._connection import connected
 from trioqueue._cron import config_schedules
 from trioqueue._embedded import default_data_dir, embedded_broker
 from trioqueue._keys import member_key, members_key
+from trioqueue._redact import redact_url
 from trioqueue._worker._consumer import Consumer
 from trioqueue._worker._context import Shutdown, WorkerContext
 from trioqueue._worker._control import ControlListener

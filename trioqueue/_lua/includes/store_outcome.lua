@@ -1,7 +1,8 @@
 -- store_outcome(result, wait, done, doc, ttl): store a job's outcome document under
 -- its result key for `ttl` ms and wake a client waiting for it (see Client.result):
 -- the client sets `wait` while it waits and blocks on `done`.
--- Format of `doc`: docs/reference/wire-format.md, "Outcome documents".
+-- Format of `doc`: docs/reference/wire-format.md, "Outcome documents"; in Python,
+-- trioqueue/_outcome.py.
 local function store_outcome(result, wait, done, doc, ttl)
   if ttl <= 0 or doc == '' then return end
   redis.call('SET', result, doc, 'PX', ttl)

@@ -1,0 +1,90 @@
+"""How client-library exceptions become trioqueue's ``BrokerError``s.
+
+Two libraries, one place: the exceptions of coredis (``classify``, used by the Trio
+client and the workers) and those of redis-py (``classify_sync``, used by
+``SyncClient``). Whatever the library, the resulting ``BrokerError`` has the same class
+and message, with the password redacted. (The error codes our scripts reply with are
+read in ``_scripts/_codes.py``.)
+"""
+
+from __future__ import annotations
+
+import coredis.exceptions as cx
+import redis.exceptions as rx
+import trio
+
+from trioqueue._errors import BrokerAuthError, BrokerError, BrokerUnavailable
+from trioqueue._redact import redact, redact_url
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """True for failures that a reconnect may cure (network, restart, timeout)."""
+    if isinstance(exc, cx.AuthenticationError | cx.AuthorizationError):
+        return False
+    if isinstance(exc, cx.ConnectionError | TimeoutError | OSError):
+        return True
+    if isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError):
+        return True
+    if isinstance(exc, cx.TryAgainError | cx.ClusterDownError):
+        # coredis raises these codes as classes and strips them from the message.
+        return True
+    if isinstance(exc, cx.ResponseError):
+        msg = str(exc)
+        # The server is restarting, loading, out of memory, busy with a script or
+        # refusing writes for a moment: ride it out like a lost connection.
+        return (
+            msg.startswith(
+                ("LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "OOM", "BUSY", "READONLY")
+            )
+            or "OOM command not allowed" in msg
+        )
+    return isinstance(exc, BaseExceptionGroup) and all(
+        is_connection_error(e) for e in exc.exceptions
+    )
+
+
+def is_broker_failure(exc: BaseException) -> bool:
+    """True for the coredis (and transport) errors that ``classify`` turns into a
+    ``BrokerError``; anything else is a bug and keeps its own type."""
+    return is_connection_error(exc) or isinstance(exc, cx.RedisError)
+
+
+def classify(exc: BaseException, url: str | None) -> BrokerError:
+    """Turn a coredis exception into a ``BrokerError`` with a clear, redacted message."""
+    denied = isinstance(exc, cx.AuthenticationError | cx.AuthorizationError) or (
+        isinstance(exc, cx.ResponseError) and _denied(str(exc))
+    )
+    return broker_error(exc, url, denied=denied, unreachable=is_connection_error(exc))
+
+
+def classify_sync(exc: rx.RedisError, url: str | None) -> BrokerError:
+    """Turn a redis-py exception into the ``BrokerError`` coredis' would have given."""
+    return broker_error(
+        exc,
+        url,
+        denied=isinstance(exc, rx.AuthenticationError | rx.NoPermissionError),
+        unreachable=isinstance(exc, rx.ConnectionError | rx.TimeoutError),
+    )
+
+
+def _denied(text: str) -> bool:
+    return text.startswith(("NOAUTH", "WRONGPASS", "NOPERM")) or "no permissions" in text
+
+
+def broker_error(
+    exc: BaseException, url: str | None, *, denied: bool, unreachable: bool
+) -> BrokerError:
+    """The ``BrokerError`` for a client error already sorted by the client's own
+    exception classes (coredis or redis-py); the message is redacted."""
+    where = redact_url(url) if url else "the broker"
+    detail = redact(str(exc) or type(exc).__name__, url)
+    if denied or _denied(str(exc)):
+        return BrokerAuthError(f"broker {where} rejected the credentials: {detail}")
+    if "OOM command not allowed" in str(exc):
+        return BrokerError(
+            f"broker {where} is out of memory (maxmemory reached), the command was refused: "
+            f"{detail}"
+        )
+    if unreachable:
+        return BrokerUnavailable(f"cannot reach broker {where}: {detail}")
+    return BrokerError(f"broker {where} error: {detail}")

@@ -1,0 +1,129 @@
+"""Sending: routing and encoding messages, then one send-script call per queue,
+partition and chunk."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from trioqueue import _scripts as scripts
+from trioqueue._core._base import Core
+from trioqueue._core._commands import Op
+from trioqueue._envelope import new_job_id
+from trioqueue._errors import MessageTooLarge
+from trioqueue._job import Job
+from trioqueue._routing import due_ms, partition_for
+
+# A send script call stays well under the server's busy threshold with this many jobs.
+SEND_CHUNK = 1000
+
+Item = scripts.SendItem  # (job id, wire type name, JSON body, key or "")
+Positioned = list[tuple[int, Item]]  # items with their index in the caller's input
+
+
+def item(
+    core: Core, msg: object, queue: str | None, job_id: str | None, key: str | None
+) -> tuple[str, Item]:
+    """The queue ``msg`` goes to, and it encoded for the send script."""
+    q, type_name = core.app.route(msg, queue)
+    if job_id is not None and not job_id:
+        raise ValueError("job_id must not be empty")
+    return q, (job_id or new_job_id(), type_name, core.encode(msg), key or "")
+
+
+def send(
+    core: Core,
+    msg: object,
+    *,
+    queue: str | None,
+    job_id: str | None,
+    key: str | None,
+    delay: float | dt.timedelta | None,
+    at: dt.datetime | None,
+) -> Op[Job]:
+    """Enqueue one message (see ``Client.send``)."""
+    q, encoded = item(core, msg, queue, job_id, key)
+    due = due_ms(delay, at)
+    partition = partition_for(key or job_id, (yield from core.partitions(q)))
+    unique = job_id is not None
+    jobs = yield from send_encoded(core, q, [encoded], unique=unique, due=due, partition=partition)
+    return jobs[0]
+
+
+def send_many(
+    core: Core,
+    msgs: Iterable[object],
+    *,
+    queue: str | None,
+    key: Callable[[Any], str] | None,
+) -> Op[list[Job]]:
+    """Enqueue many messages, jobs in the order of ``msgs`` (see ``Client.send_many``)."""
+    by_queue: dict[str, Positioned] = {}
+    count = 0
+    # Everything is routed and encoded before the first send: a message that cannot be
+    # sent fails the whole call with nothing enqueued.
+    for i, msg in enumerate(msgs):
+        q, encoded = item(core, msg, queue, None, key(msg) if key is not None else None)
+        by_queue.setdefault(q, []).append((i, encoded))
+        count += 1
+    counts = yield from core.partition_counts(list(by_queue))
+    out: list[Job | None] = [None] * count
+    for q, p, chunk in _chunks(by_queue, counts):
+        jobs = yield from send_encoded(core, q, [encoded for _, encoded in chunk], partition=p)
+        for (i, _), job in zip(chunk, jobs, strict=True):
+            out[i] = job
+    return [job for job in out if job is not None]
+
+
+def _chunks(
+    by_queue: dict[str, Positioned], partitions: dict[str, int]
+) -> list[tuple[str, int, Positioned]]:
+    """Split each queue's items by partition, then into script-sized chunks."""
+    out = []
+    for q, items in by_queue.items():
+        by_partition: dict[int, Positioned] = {}
+        for pos, encoded in items:
+            p = partition_for(encoded[3] or None, partitions[q])
+            by_partition.setdefault(p, []).append((pos, encoded))
+        for p, part in sorted(by_partition.items()):
+            for start in range(0, len(part), SEND_CHUNK):
+                out.append((q, p, part[start : start + SEND_CHUNK]))
+    return out
+
+
+def send_encoded(
+    core: Core,
+    queue: str,
+    items: Sequence[Item],
+    *,
+    unique: bool = False,
+    due: int = 0,
+    partition: int = 0,
+) -> Op[list[Job]]:
+    """Enqueue already-encoded items on one partition (see ``Client.send_encoded``)."""
+    settings = core.queue_settings(queue)
+    for _, _, body, _ in items:
+        if len(body) > settings.max_message_bytes:
+            raise MessageTooLarge(queue, len(body), settings.max_message_bytes)
+    sent: scripts.Sent = yield scripts.send(
+        core.keys(queue, partition),
+        items,
+        max_length=settings.max_length or 0,
+        max_message_bytes=settings.max_message_bytes,
+        unique=unique,
+        due=due,
+    )
+    return [
+        Job(
+            id=job_id,
+            queue=queue,
+            partition=partition,
+            entry_id=entry_id,
+            type_name=type_name,
+            duplicate=duplicate,
+        )
+        for (job_id, type_name, _, _), entry_id, duplicate in zip(
+            items, sent.entry_ids, sent.duplicates, strict=True
+        )
+    ]
