@@ -165,3 +165,11 @@ async def test_cancelled_wait_deletes_its_markers(config: trioqueue.Config, redi
         with trio.move_on_after(0.3):
             await c.result(job.id)
         assert await redis.exists([keys.result_wait(job.id), keys.result_done(job.id)]) == 0
+
+
+async def test_lookup_reloads_scripts_the_server_lost(client: Either, redis: Any) -> None:
+    """A pipelined lookup after SCRIPT FLUSH (as after a restart) loads them and retries."""
+    job = await client.send(Beta(5), key="z")
+    await redis.script_flush()
+    found = await client.status(job.id)
+    assert (found.state, found.queue) == ("queued", "beta")

@@ -149,8 +149,9 @@ class Client(ClientBase):
     async def status(self, job: Job | str, *, queue: str | None = None) -> JobStatus:
         """The job's current state, attempts, timestamps and last error.
 
-        A bare job id is looked for in ``queue``, or else in every queue of the App
-        (``state`` ``"unknown"`` and ``queue`` ``""`` when none knows it).
+        A bare job id is looked for in ``queue``, or else in every queue of the App;
+        when none knows it, ``state`` is ``"unknown"`` and ``queue`` the one given, or
+        ``""``.
         """
         return await self._run(_lookup.status(self._core, job, queue))
 
@@ -234,9 +235,8 @@ class Client(ClientBase):
         except cx.NoScriptError:
             # The server lost its scripts (a restart): nothing of ours ran, and a
             # pipeline holds only reads, so sending it again is safe.
-            for c in commands:
-                if isinstance(c, Call):
-                    await self.redis.script_load(c.script.source)
+            for source in {c.script.source for c in commands if isinstance(c, Call)}:
+                await self.redis.script_load(source)
             replies = await self._pipelined(commands)
         return cmd.parsed(pipeline, replies)
 

@@ -208,9 +208,8 @@ class SyncClient(ClientBase):
             replies = self._pipelined(commands)
         except rx.NoScriptError:
             # As in Client._pipeline: only reads, so sending it again is safe.
-            for c in commands:
-                if isinstance(c, Call):
-                    self.redis.script_load(c.script.source)
+            for source in {c.script.source for c in commands if isinstance(c, Call)}:
+                self.redis.script_load(source)
             replies = self._pipelined(commands)
         return cmd.parsed(pipeline, replies)
 
