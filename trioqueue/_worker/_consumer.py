@@ -4,7 +4,7 @@
     ├── fetcher    XREADGROUP for the free slots only (recovery before reads)
     ├── acker      acknowledges finished jobs in batches, one script call each
     ├── renewer    renews running jobs' entries; notices jobs taken over
-    └── handlers   one task per job (runner), each in its own cancel scope
+    └── handlers   concurrency runner tasks (runner), one job at a time each
 
 A shared queue's partition is read through the consumer group by every worker; an
 ordered queue's owned partition is composed of other parts: a fenced reader (take
@@ -109,7 +109,7 @@ class Consumer:
             checkpoint_first=True,
         )
         self.runner.on_failure = RetryInPlace(
-            settings, self.inflight, self.stats, self.runner, self._settler, stopping=self.stopping
+            settings, self.inflight, self.stats, self._settler, stopping=self.stopping
         )
         order = self._key_order = KeyOrder(
             self.inflight, self.runner.dispatch, stopping=self.stopping
@@ -193,7 +193,7 @@ class Consumer:
             loops.start_soon(self._acker.run)
             loops.start_soon(self._renewer.run)
             async with trio.open_nursery() as handlers:
-                self.runner.nursery = handlers
+                self.runner.start(handlers)
                 if self._key_order is not None:
                     self._key_order.attach(handlers)
                 task_status.started()

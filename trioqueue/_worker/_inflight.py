@@ -24,12 +24,20 @@ Dispatch = Callable[[str, Mapping[Any, Any], int], None]
 
 @attrs.define(eq=False)
 class Running:
-    """One running job: its envelope and cancel scope."""
+    """One running job: its envelope, and the scope of the runner running it."""
 
     envelope: Envelope
-    scope: trio.CancelScope
+    scope: trio.CancelScope | None = None
     fenced: bool = False
     cancelled: bool = False
+    # Whether it is inside its handler: the only time interrupt() cancels it.
+    in_handler: bool = False
+
+    def interrupt(self) -> None:
+        """Cancel the handler call if it is running (the runner's scope is shared
+        with the jobs it runs next, so nothing else may be cancelled)."""
+        if self.in_handler and self.scope is not None:
+            self.scope.cancel()
 
 
 class InFlight:
@@ -62,10 +70,10 @@ class InFlight:
         batched ack count too, so the pending list never exceeds 2 x concurrency."""
         return 2 * self.capacity - len(self.running) - len(self.unacked)
 
-    def start(self, env: Envelope, scope: trio.CancelScope) -> None:
+    def start(self, env: Envelope) -> None:
         """A job takes a slot."""
         self.free -= 1
-        self.running[env.entry_id] = Running(env, scope)
+        self.running[env.entry_id] = Running(env)
         self.max_running = max(self.max_running, len(self.running))
 
     def finish(self, entry_id: str) -> None:
@@ -87,7 +95,7 @@ class InFlight:
         for running in self.running.values():
             if running.envelope.job_id == job_id and not running.cancelled:
                 running.cancelled = True
-                running.scope.cancel()
+                running.interrupt()
                 return True
         return False
 

@@ -75,7 +75,7 @@ class Renewer:
                 running = inflight.running.get(entry_id)
                 if running is not None and not running.fenced:
                     running.fenced = True
-                    running.scope.cancel()
+                    running.interrupt()
                     report_fenced(self._stats, self._keys.queue, entry_id, "renewal")
             for entry_id in touched.cancel:
                 running = inflight.running.get(entry_id)

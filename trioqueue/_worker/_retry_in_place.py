@@ -22,7 +22,6 @@ from trioqueue._config import QueueSettings
 from trioqueue._envelope import Envelope
 from trioqueue._errors import Reject, Retry
 from trioqueue._worker._inflight import InFlight
-from trioqueue._worker._runner import Runner
 from trioqueue._worker._settle import Settler
 from trioqueue._worker._stats import ConsumerStats
 
@@ -39,7 +38,6 @@ class RetryInPlace:
         settings: QueueSettings,
         inflight: InFlight,
         stats: ConsumerStats,
-        runner: Runner,
         settler: Settler,
         *,
         stopping: Callable[[], bool],
@@ -47,16 +45,16 @@ class RetryInPlace:
         self._settings = settings
         self._inflight = inflight
         self._stats = stats
-        self._runner = runner
         self._settler = settler
         self._stopping = stopping
 
-    async def __call__(self, env: Envelope, exc: BaseException, deliveries: int) -> None:
-        """Retry ``env`` in place, or settle it as a shared queue would."""
+    async def __call__(self, env: Envelope, exc: BaseException, deliveries: int) -> Envelope | None:
+        """The next attempt of ``env``, to run in place; or None once settled (as a
+        shared queue would: dead-lettered) or left pending."""
         s = self._settings
         if isinstance(exc, Reject) or env.attempt > s.retries:
             await self._settler.fail(env, exc)
-            return
+            return None
         if isinstance(exc, Retry):
             delay = exc.delay
         else:
@@ -75,9 +73,6 @@ class RetryInPlace:
         await trio.sleep(delay)
         running = self._inflight.running.get(env.entry_id)
         if running is None or running.fenced or self._stopping():
-            return  # left pending: the next owner (or our next start) retries it
-        again = attrs.evolve(env, attempt=env.attempt + 1)
-        running.envelope = again
-        running.scope = trio.CancelScope()
+            return None  # left pending: the next owner (or our next start) retries it
         self._stats.retried += 1
-        await self._runner.run_job(again, running.scope, deliveries)
+        return attrs.evolve(env, attempt=env.attempt + 1)

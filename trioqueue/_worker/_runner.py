@@ -1,15 +1,25 @@
-"""The job runner: one task per job, each in its own cancel scope.
+"""The job runner: ``concurrency`` long-lived runner tasks, one job at a time each.
 
-A dispatched entry takes a slot and becomes a task in the consumer's handlers
-nursery. The task decodes the envelope and message, sets the job context, calls the
-handler (awaited, in a thread, in a child process or as part of a batch) under the
-queue's timeout, and classifies the outcome: success and cancellation on request are
-acknowledged, a failure goes to the consumer's failure policy, a job cancelled by a
-shutdown is left pending for redelivery.
+A dispatched entry takes a slot and goes to a runner through a memory channel
+(bounded: a slot is taken before an entry is sent, so it never holds more than
+``concurrency``). The runner decodes the envelope and message, sets the job
+context, calls the handler (awaited, in a thread, in a child process or as part of
+a batch) under the queue's timeout, and classifies the outcome: success and
+cancellation on request are acknowledged, a failure goes to the consumer's failure
+policy (which may ask for another attempt in place), a job cancelled by a shutdown
+is left pending for redelivery.
 
-Cancellation: a job's scope is cancelled by a timeout, a remote cancel, a lost
-lease or a drain past ``shutdown_grace``; threads are abandoned, child processes
-killed (``kill_on_cancel``).
+Each runner runs its jobs inside one cancel scope of its own, not one per job: a
+task and a scope per job cost about as much as the rest of a short job's handling.
+A job's cancellation (a remote cancel, a job taken over by another member) cancels
+its runner's scope, and only while that job is inside its handler, so it never
+reaches a settlement or another job; the runner then opens a fresh scope. A handler
+that finished just as it was cancelled is settled outside the cancelled scope.
+
+Cancellation: a remote cancel or a lost entry cancels the job's runner scope; a
+timeout (``fail_after``), a lost lease or a drain past ``shutdown_grace`` cancel the
+job through the scopes around it; threads are abandoned, child processes killed
+(``kill_on_cancel``).
 
 Error handling: an undecodable envelope or message, or an unknown type, is
 dead-lettered with the reason; a result that cannot be stored fails the attempt.
@@ -18,9 +28,10 @@ dead-lettered with the reason; a result that cannot be stored fails the attempt.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import attrs
 import orjson
 import trio
 import trio_parallel
@@ -35,7 +46,7 @@ from trioqueue._keys import PartitionKeys
 from trioqueue._worker._acker import Acker
 from trioqueue._worker._batch import Batcher
 from trioqueue._worker._context import WorkerContext
-from trioqueue._worker._inflight import InFlight
+from trioqueue._worker._inflight import InFlight, Running
 from trioqueue._worker._process import process_target
 from trioqueue._worker._settle import Settler
 
@@ -43,8 +54,27 @@ __all__ = ["FailurePolicy", "Runner"]
 
 log = logging.getLogger("trioqueue.worker.consumer")
 
-# What to do with a failed attempt: (envelope, error, deliveries).
-FailurePolicy = Callable[[Envelope, BaseException, int], Awaitable[None]]
+# What to do with a failed attempt: (envelope, error, deliveries) -> the envelope of
+# another attempt to run at once, in place (ordered queues), or None when settled.
+FailurePolicy = Callable[[Envelope, BaseException, int], Awaitable[Envelope | None]]
+
+
+@attrs.define(eq=False)
+class _Work:
+    """An entry handed to a runner."""
+
+    env: Envelope
+    deliveries: int
+    # The raw fields and the reason, for an entry whose envelope cannot be read.
+    malformed: tuple[Mapping[Any, Any], str] | None = None
+
+
+@attrs.define(eq=False)
+class _Outcome:
+    """What one attempt's handler call gave: a result, or the error it raised."""
+
+    result: Any = None
+    error: BaseException | None = None
 
 
 class Runner:
@@ -76,45 +106,108 @@ class Runner:
         self._thread_limiter = trio.CapacityLimiter(settings.concurrency)
         self._batchers: dict[str, Batcher] = {}
         self._hooks: dict[str, Any] = {}  # cattrs structure hook per message type
-        self.nursery: trio.Nursery | None = None  # the handlers nursery, once running
+        self._send, self._recv = trio.open_memory_channel[_Work](settings.concurrency)
+        self._nursery: trio.Nursery | None = None
 
-    async def _fail(self, env: Envelope, exc: BaseException, deliveries: int) -> None:
+    async def _fail(self, env: Envelope, exc: BaseException, deliveries: int) -> Envelope | None:
         await self._settler.fail(env, exc)
+        return None
+
+    def start(self, nursery: trio.Nursery) -> None:
+        """Start the runners in ``nursery`` (the consumer's handlers nursery)."""
+        self._nursery = nursery
+        for _ in range(self._settings.concurrency):
+            nursery.start_soon(self._serve)
 
     def dispatch(self, entry_id: str, fields: Mapping[Any, Any], deliveries: int) -> None:
-        """Start a task for one entry (it takes a slot)."""
-        scope = trio.CancelScope()
+        """Hand one entry to a runner (it takes a slot)."""
         try:
-            env = Envelope.from_entry(entry_id, fields)
+            work = _Work(Envelope.from_entry(entry_id, fields), deliveries)
         except EnvelopeError as exc:
             env = Envelope(entry_id, entry_id, "", b"", 1, 0)
-            dead = self._settler.dead_raw(entry_id, fields, "MalformedEnvelope", str(exc))
-            self._start(env, scope, dead)
-            return
-        self._start(env, scope, self.run_job(env, scope, deliveries))
+            work = _Work(env, deliveries, (fields, str(exc)))
+        self._inflight.start(work.env)
+        # Never full: every entry sent holds one of the `concurrency` slots.
+        self._send.send_nowait(work)
 
     def flush_batches(self) -> None:
         """Run partial batches now (a drain began) instead of after their interval."""
         for batcher in self._batchers.values():
             batcher.flush()
 
-    def _start(
-        self, env: Envelope, scope: trio.CancelScope, coro: Coroutine[Any, Any, None]
-    ) -> None:
-        self._inflight.start(env, scope)
-        inflight = self._inflight
+    async def _serve(self) -> None:
+        carry: _Work | None = None
+        while True:
+            unsettled: tuple[_Work, _Outcome] | None = None
+            with trio.CancelScope() as scope:
+                while unsettled is None and not scope.cancel_called:
+                    work = carry if carry is not None else await self._recv.receive()
+                    carry = None
+                    unsettled = await self._job(work, scope)
+            if unsettled is not None:
+                # Its handler finished as the scope was cancelled: settle it outside.
+                work, outcome = unsettled
+                running = self._inflight.running[work.env.entry_id]
+                try:
+                    again = await self._conclude(work, running, outcome)
+                except BaseException:
+                    self._inflight.finish(work.env.entry_id)
+                    raise
+                if again is None:
+                    self._inflight.finish(work.env.entry_id)
+                else:
+                    carry = again
 
-        async def task() -> None:
-            try:
-                await coro
-            finally:
-                inflight.finish(env.entry_id)
+    async def _job(self, work: _Work, scope: trio.CancelScope) -> tuple[_Work, _Outcome] | None:
+        """Run ``work`` to its settlement in ``scope``; free its slot.
 
-        assert self.nursery is not None
-        self.nursery.start_soon(task)
+        Returns the work and its outcome instead when the scope was cancelled while
+        the handler returned: the settlement must not run in a cancelled scope.
+        """
+        entry_id = work.env.entry_id
+        running = self._inflight.running[entry_id]
+        handing_on = False
+        try:
+            while True:
+                running.scope = scope
+                if work.malformed is not None:
+                    fields, reason = work.malformed
+                    await self._settler.dead_raw(entry_id, fields, "MalformedEnvelope", reason)
+                    return None
+                if running.fenced:
+                    return None
+                if running.cancelled:
+                    self._cancelled(work.env)
+                    return None
+                outcome = await self._attempt(work, running)
+                if outcome is None:
+                    return None
+                if scope.cancel_called:
+                    handing_on = True
+                    return work, outcome
+                again = await self._conclude(work, running, outcome)
+                if again is None:
+                    return None
+                work = again
+        except trio.Cancelled:
+            if scope.cancel_called and running.cancelled and not running.fenced:
+                # A client cancelled it: settle it as cancelled, never retry it.
+                self._cancelled(running.envelope)
+            # Else a drain or a lost lease cancelled it (or another member took the
+            # entry over): leave it pending for redelivery.
+            raise
+        finally:
+            if not handing_on:
+                self._inflight.finish(entry_id)
 
-    async def run_job(self, env: Envelope, scope: trio.CancelScope, deliveries: int) -> None:
-        """Run one attempt of a job and settle its outcome."""
+    def _cancelled(self, env: Envelope) -> None:
+        log.info("job %s on queue %s cancelled on request", env.job_id, self._settings.name)
+        doc = _outcome.cancelled(attempts=env.attempt, enqueued=env.enqueued_ms)
+        self._acker.add(env.entry_id, env.job_id, doc, env.unique)
+
+    async def _attempt(self, work: _Work, running: Running) -> _Outcome | None:
+        """Call the handler once; None if the job was settled without a call."""
+        env, deliveries = work.env, work.deliveries
         if self._checkpoint_first:
             # A job dispatched just before the process stalled starts in the first
             # round after it, when Trio has just noticed a lease deadline that passed
@@ -129,7 +222,7 @@ class Runner:
                 f"no handler is registered for message type {env.type_name!r} "
                 f"(app {ctx.app.name!r})",
             )
-            return
+            return None
         try:
             hook = self._hooks.get(env.type_name)
             if hook is None:
@@ -139,7 +232,7 @@ class Runner:
             msg = hook(orjson.loads(env.body), handler.message_type)
         except Exception as exc:
             await self._settler.dead(env, "DecodeError", describe_structure_error(exc))
-            return
+            return None
         job = JobContext(
             job_id=env.job_id,
             queue=s.name,
@@ -150,52 +243,52 @@ class Runner:
             worker=ctx.member_id,
             epoch=self._epoch,
         )
-        outcome: BaseException | None = None
-        result: Any = None
+        outcome = _Outcome()
         token = _current.set(job)
+        running.in_handler = True
         try:
-            with scope:
-                timeout = s.timeout
-                # A batch's timeout bounds the handler call, not the wait to fill it.
-                if timeout is None or handler.batched:
-                    # A second cancel scope per job is a measurable share of a short
-                    # job's cost; without a timeout it could never fire.
-                    result = await self._call(handler, msg)
-                else:
-                    with trio.fail_after(timeout):
-                        result = await self._call(handler, msg)
+            timeout = s.timeout
+            # A batch's timeout bounds the handler call, not the wait to fill it.
+            if timeout is None or handler.batched:
+                # A cancel scope per job is a measurable share of a short job's
+                # cost; without a timeout it could never fire.
+                outcome.result = await self._call(handler, msg)
+            else:
+                with trio.fail_after(timeout):
+                    outcome.result = await self._call(handler, msg)
         except (Exception, trio.TooSlowError) as exc:
-            outcome = exc
+            outcome.error = exc
         finally:
+            running.in_handler = False
             _current.reset(token)
-        running = self._inflight.running.get(env.entry_id)
-        if running is not None and running.fenced:
-            return
-        if running is not None and running.cancelled and scope.cancelled_caught:
-            # A client cancelled it: settle it as cancelled, never retry it.
-            log.info("job %s on queue %s cancelled on request", env.job_id, s.name)
-            doc = _outcome.cancelled(attempts=env.attempt, enqueued=env.enqueued_ms)
-            self._acker.add(env.entry_id, env.job_id, doc, env.unique)
-            return
-        if scope.cancelled_caught:
-            # Shutdown cancelled the job: leave it pending for redelivery.
-            return
-        if outcome is None:
+        return outcome
+
+    async def _conclude(self, work: _Work, running: Running, outcome: _Outcome) -> _Work | None:
+        """Settle an attempt; return the work again for another attempt in place."""
+        env = work.env
+        if running.fenced:
+            return None
+        error = outcome.error
+        if error is None:
             stored = None
-            if s.result_ttl > 0:
+            if self._settings.result_ttl > 0:
                 try:
-                    unstructured = ctx.app.converter.unstructure(result)
+                    unstructured = self._ctx.app.converter.unstructure(outcome.result)
                     stored = _outcome.succeeded(
                         unstructured, attempts=env.attempt, enqueued=env.enqueued_ms
                     )
                 except Exception as exc:
                     # An unstorable result is the handler's failure; left to propagate it
                     # would take down the consumer and every other job with it.
-                    await self.on_failure(env, exc, deliveries)
-                    return
-            self._acker.add(env.entry_id, env.job_id, stored, env.unique)
-            return
-        await self.on_failure(env, outcome, deliveries)
+                    error = exc
+            if error is None:
+                self._acker.add(env.entry_id, env.job_id, stored, env.unique)
+                return None
+        again = await self.on_failure(env, error, work.deliveries)
+        if again is None:
+            return None
+        running.envelope = again
+        return _Work(again, work.deliveries)
 
     async def _call(self, handler: Handler[Any], msg: Any) -> Any:
         if handler.batched:
@@ -222,7 +315,7 @@ class Runner:
     def _batcher(self, handler: Handler[Any]) -> Batcher:
         batcher = self._batchers.get(handler.type_name)
         if batcher is None:
-            assert handler.batch_size is not None and self.nursery is not None
+            assert handler.batch_size is not None and self._nursery is not None
 
             async def call(msgs: list[Any]) -> Any:
                 return await self._invoke(handler, msgs)
@@ -232,6 +325,6 @@ class Runner:
                 batch_size=handler.batch_size,
                 flush_interval=handler.flush_interval,
                 timeout=self._settings.timeout,
-                nursery=self.nursery,
+                nursery=self._nursery,
             )
         return batcher
