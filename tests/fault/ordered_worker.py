@@ -128,7 +128,7 @@ async def step(msg: Step) -> dict[str, Any]:
     return {"member": job.worker, "epoch": job.epoch, "run": run}
 
 
-# The format strings of trioqueue's log lines about leases (trioqueue/_worker/_ordered.py).
+# The format strings of trioqueue's log lines about leases (trioqueue/_worker/_rebalance.py).
 LEASE_LOG = {
     "queue %s partition %d: acquired (epoch %d)": "acquired",
     "queue %s partition %d: released": "released",

@@ -199,8 +199,8 @@ class OrderedQueue:
         lost = False
         with trio.CancelScope(deadline=deadline) as scope:
             self.owned[partition] = _Owned(consumer, scope, token)
-            epoch = token.rsplit(":", 1)[1]
-            log.info("queue %s partition %d: acquired (epoch %s)", name, partition, epoch)
+            epoch = int(token.rsplit(":", 1)[1])
+            log.info("queue %s partition %d: acquired (epoch %d)", name, partition, epoch)
             try:
                 await consumer.run(task_status=task_status)
             finally:
