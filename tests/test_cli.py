@@ -267,6 +267,15 @@ async def test_burst_on_empty_queues_exits_at_once(project: Project) -> None:
     assert trio.current_time() - start < 10
 
 
+@pytest.mark.parametrize("burst", [[], ["--burst"]])
+async def test_run_with_an_unknown_queue_says_so(project: Project, burst: list[str]) -> None:
+    """`run -q nosuch` (with or without --burst) exits 1 with one clear line."""
+    run = await project.cli("run", "config.toml", "-q", "nosuch", *burst)
+    assert run.returncode == 1, output(run)
+    assert "no handler registered for queue(s) nosuch" in output(run)
+    assert "Traceback" not in output(run)
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

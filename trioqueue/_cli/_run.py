@@ -10,7 +10,7 @@ import trio
 import typer
 
 from trioqueue._cli._boundary import CommandError
-from trioqueue._cli._progress import run_burst
+from trioqueue._cli._progress import BurstProgress
 from trioqueue._cli._project import ConfigArg, load
 from trioqueue._worker._supervisor import Supervisor
 
@@ -32,14 +32,24 @@ def run(
     """
     cfg, app = load(config)
     setup_logging(log_level)
-    if burst:
-        trio.run(run_burst, app, cfg, queue)
-        return
+    bar = BurstProgress() if burst else None
     try:
-        sup = Supervisor(app, cfg, queues=queue, handle_signals=True)
+        # Built before the event loop: an unknown --queue is the user's error, said
+        # in one line, not a traceback out of trio.run.
+        sup = Supervisor(
+            app,
+            cfg,
+            queues=queue,
+            burst=burst,
+            handle_signals=True,
+            on_progress=None if bar is None else bar.advance,
+        )
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
-    trio.run(sup.run)
+    if bar is not None:
+        trio.run(bar.run, sup, cfg)
+    else:
+        trio.run(sup.run)
 
 
 def setup_logging(level: str) -> None:
