@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 
 import attrs
 import trio
 
 import trioqueue
 from tests.conftest import wait_for
-from tests.handlers_for_processes import Crunch, crunch
+from tests.handlers_for_processes import Crunch, Steer, crunch, steer
 from trioqueue._keys import PartitionKeys
 
 NO_RETRY = trioqueue.Backoff(initial=0.01, factor=1.0, max=0.01, jitter=0.0)
@@ -131,4 +132,27 @@ async def test_process_handler_timeout_kills_child_and_crash_fails_attempt(
             except trioqueue.JobFailed as exc:
                 assert exc.error_type.startswith("BrokenWorker")
             assert isinstance(await client.result(after, timeout=20), int)
+            sup.shutdown()
+
+
+async def test_process_handler_can_raise_retry_and_reject(
+    config: trioqueue.Config, tmp_path: Path
+) -> None:
+    """Retry and Reject raised in a child process steer the job as in-process ones do."""
+    app = trioqueue.App("steered")
+    app.handler(queue="s", run_in="process", retries=2)(steer)
+    async with app.connect(config.broker.url or "", prefix=config.broker.prefix) as client:
+        retried = await client.send(Steer("retry", str(tmp_path / "tried")))
+        rejected = await client.send(Steer("reject"))
+        sup = trioqueue.Supervisor(app, config)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sup.run)
+            assert await client.result(retried, timeout=20) == "done"
+            try:
+                await client.result(rejected, timeout=20)
+                raise AssertionError("the rejected job should have been dead-lettered")
+            except trioqueue.JobFailed as exc:
+                assert exc.error_type == "Reject"
+                assert "rejected in the child" in exc.error
+            assert sup.statistics().queues["s"].retried == 1
             sup.shutdown()

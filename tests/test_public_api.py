@@ -121,3 +121,26 @@ def test_fixup_leaves_foreign_and_private_names_alone() -> None:
     assert (local.__module__, local.__qualname__) == before
     assert PartitionKeys.__module__ == "trioqueue._keys"
     assert Path.__module__ == "pathlib"
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        trioqueue.ConfigError(["queues.q.retries: expected int"]),
+        trioqueue.QueueFull("q", 10),
+        trioqueue.MessageTooLarge("q", 2048, 1024),
+        trioqueue.JobFailed("j1", "ValueError", "bad"),
+        trioqueue.JobCancelled("j1"),
+        trioqueue.Retry(delay=5.0, reason="later"),
+        trioqueue.Retry(delay=2.5),
+        trioqueue.BatchFailed([0, 2], reason="two failed"),
+        trioqueue.Reject("malformed"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_exceptions_survive_pickling_with_their_fields(exc: BaseException) -> None:
+    """A handler in a child process raises these; the worker gets them back whole."""
+    back = pickle.loads(pickle.dumps(exc))
+    assert type(back) is type(exc)
+    assert str(back) == str(exc)
+    assert vars(back) == vars(exc)

@@ -1,6 +1,13 @@
-"""Exceptions raised by trioqueue, and the ones handlers raise to steer a job."""
+"""Exceptions raised by trioqueue, and the ones handlers raise to steer a job.
+
+Every exception with fields pickles by its fields (``__reduce__``), not by its
+message: they cross process boundaries, since a ``run_in="process"`` handler raises
+``Retry`` or ``Reject`` in a child process.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 __all__ = [
     "BatchFailed",
@@ -30,6 +37,9 @@ class ConfigError(TrioqueueError):
         self.problems = problems
         super().__init__("\n".join(problems))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.problems,))
+
 
 class UnknownMessageType(TrioqueueError):
     """A message type has no handler registered on the App and no queue was given."""
@@ -58,6 +68,9 @@ class QueueFull(TrioqueueError):
             " nothing was enqueued"
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.queue, self.max_length))
+
 
 class MessageTooLarge(TrioqueueError):
     """An encoded message body is larger than the queue's ``max_message_bytes``."""
@@ -70,6 +83,9 @@ class MessageTooLarge(TrioqueueError):
             f"message for queue {queue!r} is {size} bytes, over max_message_bytes={limit}"
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.queue, self.size, self.limit))
+
 
 class JobFailed(TrioqueueError):
     """The job was dead-lettered; ``error_type`` and ``error`` say why."""
@@ -80,6 +96,9 @@ class JobFailed(TrioqueueError):
         self.error = error
         super().__init__(f"job {job_id} failed: {error_type}: {error}")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.job_id, self.error_type, self.error))
+
 
 class JobCancelled(TrioqueueError):
     """The job was cancelled before it finished."""
@@ -87,6 +106,9 @@ class JobCancelled(TrioqueueError):
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
         super().__init__(f"job {job_id} was cancelled")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.job_id,))
 
 
 class Retry(Exception):
@@ -103,6 +125,9 @@ class Retry(Exception):
         self.reason = reason
         super().__init__(reason or f"retry requested in {delay}s")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.delay, self.reason))
+
 
 class BatchFailed(Exception):
     """Raise from a batch handler when only some messages failed.
@@ -116,6 +141,9 @@ class BatchFailed(Exception):
         self.reason = reason
         super().__init__(reason or f"{len(self.failed)} message(s) of the batch failed")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.failed, self.reason))
+
 
 class Reject(Exception):
     """Raise from a handler to dead-letter the job at once, without retrying."""
@@ -123,3 +151,6 @@ class Reject(Exception):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(reason)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.reason,))
