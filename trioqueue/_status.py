@@ -9,7 +9,7 @@ import orjson
 from coredis.tokens import PureToken
 
 from trioqueue import _scripts as scripts
-from trioqueue._connection import Redis
+from trioqueue._connection import Redis, as_text
 from trioqueue._keys import GROUP, PartitionKeys, member_key, members_key
 
 
@@ -32,7 +32,7 @@ async def collect_status(
     )
     members: dict[str, dict[str, Any]] = {}
     for raw_id in member_ids or ():
-        member = _text(raw_id)
+        member = as_text(raw_id)
         info = await redis.get(member_key(prefix, member))
         if info is None:
             continue  # expired between the two reads: not live
@@ -64,8 +64,8 @@ async def _partition(redis: Redis, keys: PartitionKeys) -> dict[str, Any]:
         pending = int(summary.pending if hasattr(summary, "pending") else summary[0])
         infos: Any = await redis.xinfo_consumers(keys.stream, GROUP)
         for c in infos or ():
-            d = {_text(k): v for k, v in c.items()}
-            consumers.append({"name": _text(d["name"]), "pending": int(d.get("pending", 0))})
+            d = {as_text(k): v for k, v in c.items()}
+            consumers.append({"name": as_text(d["name"]), "pending": int(d.get("pending", 0))})
     except Exception as exc:  # no group yet: nothing consumed so far
         if "NOGROUP" not in str(exc) and "no such key" not in str(exc).lower():
             raise
@@ -78,10 +78,6 @@ async def _partition(redis: Redis, keys: PartitionKeys) -> dict[str, Any]:
         "queued": backlog - pending,
         "delayed": int(await redis.zcard(keys.delayed)),
         "dead": int(await redis.xlen(keys.dead)),
-        "owner": _text(lease).rsplit(":", 1)[0] if lease is not None else None,
+        "owner": as_text(lease).rsplit(":", 1)[0] if lease is not None else None,
         "consumers": consumers,
     }
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -112,7 +112,10 @@ class Consumer:
             settings, self.inflight, self.stats, self._settler, stopping=self.stopping
         )
         order = self._key_order = KeyOrder(
-            self.inflight, self.runner.dispatch, stopping=self.stopping
+            self.inflight,
+            self.runner.dispatch,
+            self.runner.dispatch_envelope,
+            stopping=self.stopping,
         )
         reader = FencedReader(ctx, settings, self.keys, self.stats, token=token, revoke=self.revoke)
 

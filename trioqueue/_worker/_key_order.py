@@ -18,7 +18,7 @@ from typing import Any
 import trio
 
 from trioqueue._envelope import Envelope, EnvelopeError
-from trioqueue._worker._inflight import Dispatch, Entry, InFlight
+from trioqueue._worker._inflight import Dispatch, InFlight
 
 __all__ = ["KeyOrder"]
 
@@ -27,13 +27,20 @@ class KeyOrder:
     """Holds back entries whose key is busy; starts them once it is free."""
 
     def __init__(
-        self, inflight: InFlight, dispatch: Dispatch, *, stopping: Callable[[], bool]
+        self,
+        inflight: InFlight,
+        dispatch: Dispatch,
+        dispatch_envelope: Callable[[Envelope, int], None],
+        *,
+        stopping: Callable[[], bool],
     ) -> None:
         self._inflight = inflight
         self._run = dispatch
+        # Entries whose envelope was read here: not decoded a second time.
+        self._run_envelope = dispatch_envelope
         self._stopping = stopping
         # Per key: entries waiting for the key's running job to settle, in stream order.
-        self._waiting: dict[str, deque[Entry]] = {}
+        self._waiting: dict[str, deque[tuple[Envelope, int]]] = {}
         self._active: dict[str, str] = {}  # key -> entry id being run or settled
         self._nursery: trio.Nursery | None = None
 
@@ -48,11 +55,13 @@ class KeyOrder:
     def dispatch(self, entry_id: str, fields: Mapping[Any, Any], deliveries: int) -> None:
         """Run the entry now, or hold it until its key's job has settled."""
         try:
-            key = Envelope.from_entry(entry_id, fields).key
+            env = Envelope.from_entry(entry_id, fields)
         except EnvelopeError:
-            key = ""
+            self._run(entry_id, fields, deliveries)  # the runner dead-letters it
+            return
+        key = env.key
         if not key:
-            self._run(entry_id, fields, deliveries)
+            self._run_envelope(env, deliveries)
             return
         if self._nursery is not None:
             self._nursery.start_soon(self._releaser)
@@ -61,10 +70,10 @@ class KeyOrder:
             # Held in memory (and in our pending list) until the key is free; it
             # takes a capacity slot so the fetcher does not hoard.
             self._inflight.free -= 1
-            self._waiting.setdefault(key, deque()).append((entry_id, fields, deliveries))
+            self._waiting.setdefault(key, deque()).append((env, deliveries))
             return
         self._active[key] = entry_id
-        self._run(entry_id, fields, deliveries)
+        self._run_envelope(env, deliveries)
 
     async def _releaser(self) -> None:
         """Start a key's next job once the previous one settled (acked, retried in
@@ -78,10 +87,10 @@ class KeyOrder:
                 queue = self._waiting.get(key)
                 if not queue or self._stopping():
                     continue
-                next_id, fields, deliveries = queue.popleft()
+                env, deliveries = queue.popleft()
                 if not queue:
                     del self._waiting[key]
                 inflight.free += 1  # the waiting slot becomes the running slot
-                self._active[key] = next_id
-                self._run(next_id, fields, deliveries)
+                self._active[key] = env.entry_id
+                self._run_envelope(env, deliveries)
             await inflight.wait_change()

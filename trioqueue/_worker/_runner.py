@@ -122,10 +122,18 @@ class Runner:
     def dispatch(self, entry_id: str, fields: Mapping[Any, Any], deliveries: int) -> None:
         """Hand one entry to a runner (it takes a slot)."""
         try:
-            work = _Work(Envelope.from_entry(entry_id, fields), deliveries)
+            env = Envelope.from_entry(entry_id, fields)
         except EnvelopeError as exc:
-            env = Envelope(entry_id, entry_id, "", b"", 1, 0)
-            work = _Work(env, deliveries, (fields, str(exc)))
+            blank = Envelope(entry_id, entry_id, "", b"", 1, 0)
+            self._hand(_Work(blank, deliveries, (fields, str(exc))))
+            return
+        self.dispatch_envelope(env, deliveries)
+
+    def dispatch_envelope(self, env: Envelope, deliveries: int) -> None:
+        """Hand an entry whose envelope was already read to a runner (it takes a slot)."""
+        self._hand(_Work(env, deliveries))
+
+    def _hand(self, work: _Work) -> None:
         self._inflight.start(work.env)
         # Never full: every entry sent holds one of the `concurrency` slots.
         self._send.send_nowait(work)
