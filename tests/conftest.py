@@ -139,6 +139,15 @@ async def wait_for(predicate: object, timeout: float = 10.0, interval: float = 0
 @pytest.fixture
 async def redis(server: Server) -> AsyncIterator[object]:
     """A raw coredis client on the session server, for inspecting keys."""
+    from tests.raw import connected
+
+    async with connected(server.url) as client:
+        yield client
+
+
+@pytest.fixture
+async def broker(server: Server) -> AsyncIterator[object]:
+    """trioqueue's own client on the session server, for calling its internals."""
     from trioqueue._connection import connected
 
     async with connected(server.url) as client:

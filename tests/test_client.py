@@ -7,16 +7,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import attrs
-import coredis.exceptions as cx
 import orjson
 import pytest
 
 import trioqueue
 from tests.conftest import Server, free_port, make_config
+from tests.raw import connected
 from trioqueue._broker_errors import is_connection_error
-from trioqueue._connection import connected
 from trioqueue._core._send import SEND_CHUNK
 from trioqueue._keys import PartitionKeys
+from trioqueue._redis import ConnectionLost, ReplyError, ReplyTimeout
 from trioqueue._worker._partitions import store_queue_bounds
 
 
@@ -359,15 +359,19 @@ async def test_password_required_but_missing(private_server: Server) -> None:
 @pytest.mark.parametrize(
     ("exc", "transient"),
     [
-        (cx.TryAgainError("Multiple keys request during rehashing of slot"), True),
-        (cx.ClusterDownError("The cluster is down"), True),
-        (cx.BusyLoadingError("Redis is loading the dataset in memory"), True),
-        (cx.ResponseError("MASTERDOWN Link with MASTER is down"), True),
-        (cx.StreamConsumerGroupError("No such key 'k' or consumer group 'g'"), False),
-        (cx.WrongTypeError("Operation against a key holding the wrong kind of value"), False),
-        (cx.AuthenticationFailureError("invalid username-password pair"), False),
+        (ReplyError("TRYAGAIN Multiple keys request during rehashing of slot"), True),
+        (ReplyError("CLUSTERDOWN The cluster is down"), True),
+        (ReplyError("LOADING Redis is loading the dataset in memory"), True),
+        (ReplyError("MASTERDOWN Link with MASTER is down"), True),
+        (ReplyError("READONLY You can't write against a read only replica."), True),
+        (ReplyError("NOGROUP No such key 'k' or consumer group 'g'"), False),
+        (ReplyError("WRONGTYPE Operation against a key holding the wrong kind of value"), False),
+        (ReplyError("WRONGPASS invalid username-password pair or user is disabled."), False),
+        (ConnectionLost("server closed the connection"), True),
+        (ReplyTimeout("no reply within 1.0s"), True),
     ],
 )
-def test_transient_errors_are_recognised_by_class(exc: Exception, transient: bool) -> None:
-    """coredis strips error codes from messages, so retryable ones are known by class."""
+def test_transient_errors_are_recognised_by_code(exc: Exception, transient: bool) -> None:
+    """Error replies keep the server's code as their first word; retryable ones are
+    known by it, and a lost connection is always worth a retry."""
     assert is_connection_error(exc) is transient

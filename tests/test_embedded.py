@@ -17,8 +17,9 @@ import trio
 
 import trioqueue
 from tests.conftest import wait_for
+from tests.raw import connected
 from tests.test_cli import TASKS, TRIOQUEUE, WORKER, cli_env, output
-from trioqueue._connection import connected
+from trioqueue._connection import connected as trioqueue_connected
 from trioqueue._embedded import MAX_SOCKET_PATH, embedded_broker
 
 
@@ -185,7 +186,7 @@ async def test_long_socket_path_falls_back_to_tcp_with_password(tmp_path: Path) 
         assert password.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
         anonymous = url.replace(f":{password}@", "")
         with pytest.raises(trioqueue.BrokerAuthError):
-            async with connected(anonymous):
+            async with trioqueue_connected(anonymous):
                 pass
         url_file = data_dir / "broker.url"
         assert url_file.read_text() == url

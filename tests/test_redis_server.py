@@ -16,9 +16,12 @@ from pathlib import Path
 import attrs
 import pytest
 import trio
+import trustme
 
 import trioqueue
 from tests.conftest import Server, free_port, make_config
+from trioqueue._connection import connected
+from trioqueue._errors import BrokerError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -134,3 +137,40 @@ async def test_rediss_with_ca_file(tmp_path: Path, prefix: str) -> None:
                 pass
     finally:
         srv.stop()
+
+
+@pytest.fixture
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
+    """A server speaking TLS only, its certificate for ``localhost`` from a private CA."""
+    d = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost")
+    ca.cert_pem.write_to_path(str(d / "ca.pem"))
+    cert.private_key_pem.write_to_path(str(d / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(d / "cert.pem"))
+    tls_port = free_port()
+    tls = ["--tls-port", str(tls_port), "--tls-auth-clients", "no"]
+    tls += ["--tls-cert-file", str(d / "cert.pem"), "--tls-key-file", str(d / "key.pem")]
+    tls += ["--tls-ca-cert-file", str(d / "ca.pem")]
+    # The plain port only tells the fixture the server is up.
+    assert REDIS is not None
+    srv = Server(REDIS, free_port(), d, extra=tls)
+    srv.start()
+    yield tls_port, d / "ca.pem"
+    srv.stop()
+
+
+@needs_redis
+async def test_tls_checks_the_certificate_and_the_host_name(tls_server: tuple[int, Path]) -> None:
+    port, ca = tls_server
+    async with connected(f"rediss://localhost:{port}/0", tls_ca_file=str(ca)) as redis:
+        await redis.set("tls", "yes")
+        assert await redis.get("tls") == b"yes"
+    # Not signed by a CA the client trusts.
+    with pytest.raises(BrokerError, match="CERTIFICATE_VERIFY_FAILED"):
+        async with connected(f"rediss://localhost:{port}/0", connect_timeout=2.0):
+            pass
+    # Signed, but for another name.
+    with pytest.raises(BrokerError, match="CERTIFICATE_VERIFY_FAILED"):
+        async with connected(f"rediss://127.0.0.1:{port}/0", tls_ca_file=str(ca)):
+            pass

@@ -11,11 +11,11 @@ from trioqueue import _scripts as scripts
 from trioqueue._keys import GROUP, PartitionKeys
 
 
-async def _delivered_once(redis: Any, keys: PartitionKeys, job_id: str) -> str:
+async def _delivered_once(redis: Any, broker: Any, keys: PartitionKeys, job_id: str) -> str:
     """Send a job with a caller-chosen id and deliver it to a consumer that vanishes."""
-    await scripts.run(redis, scripts.ensure_group(keys))
+    await scripts.run(broker, scripts.ensure_group(keys))
     sent = await scripts.run(
-        redis,
+        broker,
         scripts.send(
             keys, [(job_id, "T", b"{}", "")], max_length=0, max_message_bytes=0, unique=True, due=0
         ),
@@ -52,15 +52,15 @@ def _reclaim_dead(keys: PartitionKeys, over: list[tuple[str, str]]) -> Any:
 
 
 async def test_reclaim_leaves_a_job_past_max_deliveries_to_reclaim_dead(
-    redis: Any, prefix: str
+    redis: Any, broker: Any, prefix: str
 ) -> None:
     keys = PartitionKeys(prefix, "q")
-    entry = await _delivered_once(redis, keys, "job-1")
+    entry = await _delivered_once(redis, broker, keys, "job-1")
     await redis.set(keys.result_wait("job-1"), b"1")
 
-    got = await scripts.run(redis, _reclaim(keys))
+    got = await scripts.run(broker, _reclaim(keys))
     assert (got.claimed, got.over, got.lost) == ([], [(entry, "job-1")], 0)
-    buried = await scripts.run(redis, _reclaim_dead(keys, got.over))
+    buried = await scripts.run(broker, _reclaim_dead(keys, got.over))
 
     assert (buried.dead, buried.lost) == (1, 0)
     assert await redis.xlen(keys.stream) == 0
@@ -80,24 +80,24 @@ async def test_reclaim_leaves_a_job_past_max_deliveries_to_reclaim_dead(
 
 
 async def test_reclaim_dead_leaves_a_job_settled_since_it_was_listed(
-    redis: Any, prefix: str
+    redis: Any, broker: Any, prefix: str
 ) -> None:
     keys = PartitionKeys(prefix, "q")
-    entry = await _delivered_once(redis, keys, "job-2")
-    got = await scripts.run(redis, _reclaim(keys))
+    entry = await _delivered_once(redis, broker, keys, "job-2")
+    got = await scripts.run(broker, _reclaim(keys))
     await redis.xack(keys.stream, GROUP, [entry])  # its owner woke up and settled it
 
-    buried = await scripts.run(redis, _reclaim_dead(keys, got.over))
+    buried = await scripts.run(broker, _reclaim_dead(keys, got.over))
 
     assert (buried.dead, buried.lost) == (0, 0)
     assert await redis.xlen(keys.dead) == 0
     assert await redis.get(keys.result("job-2")) is None
 
 
-async def test_run_loads_a_script_the_server_forgot(redis: Any) -> None:
+async def test_run_loads_a_script_the_server_forgot(redis: Any, broker: Any) -> None:
     await redis.script_flush()
-    assert await scripts.run(redis, scripts.server_time()) > 0  # NOSCRIPT, then loaded
-    assert await scripts.run(redis, scripts.server_time()) > 0  # by SHA
+    assert await scripts.run(broker, scripts.server_time()) > 0  # NOSCRIPT, then loaded
+    assert await scripts.run(broker, scripts.server_time()) > 0  # by SHA
 
 
 def test_run_sync_loads_a_script_the_server_forgot(server: Any) -> None:

@@ -1,64 +1,56 @@
 """How client-library exceptions become trioqueue's ``BrokerError``s.
 
-Two libraries, one place: the exceptions of coredis (``classify``, used by the Trio
-client and the workers) and those of redis-py (``classify_sync``, used by
-``SyncClient``). Whatever the library, the resulting ``BrokerError`` has the same class
-and message, with the password redacted. (The error codes our scripts reply with are
-read in ``_scripts/_codes.py``.)
+Two clients, one place: the exceptions of trioqueue's own Redis client (``classify``,
+used by the Trio client and the workers; see ``_redis``) and those of redis-py
+(``classify_sync``, used by ``SyncClient``). Whatever the client, the resulting
+``BrokerError`` has the same class and message, with the password redacted. (The
+error codes our scripts reply with are read in ``_scripts/_codes.py``.)
 """
 
 from __future__ import annotations
 
-import coredis.exceptions as cx
 import redis.exceptions as rx
 import trio
 
 from trioqueue._errors import BrokerAuthError, BrokerError, BrokerUnavailable
 from trioqueue._redact import redact, redact_url
+from trioqueue._redis import RedisError, ReplyError
 
 
 def is_connection_error(exc: BaseException) -> bool:
     """True for failures that a reconnect may cure (network, restart, timeout)."""
-    if isinstance(exc, cx.AuthenticationError | cx.AuthorizationError):
-        return False
-    if isinstance(exc, cx.ConnectionError | TimeoutError | OSError):
+    if isinstance(exc, ReplyError):
+        # The server is restarting, loading, out of memory, busy with a script or
+        # refusing writes for a moment: ride it out like a lost connection.
+        return exc.code in TRANSIENT_CODES or "OOM command not allowed" in str(exc)
+    if isinstance(exc, TimeoutError | OSError):  # ConnectionLost is a ConnectionError
         return True
     if isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError):
         return True
-    if isinstance(exc, cx.TryAgainError | cx.ClusterDownError):
-        # coredis raises these codes as classes and strips them from the message.
-        return True
-    if isinstance(exc, cx.ResponseError):
-        msg = str(exc)
-        # The server is restarting, loading, out of memory, busy with a script or
-        # refusing writes for a moment: ride it out like a lost connection.
-        return (
-            msg.startswith(
-                ("LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "OOM", "BUSY", "READONLY")
-            )
-            or "OOM command not allowed" in msg
-        )
     return isinstance(exc, BaseExceptionGroup) and all(
         is_connection_error(e) for e in exc.exceptions
     )
 
 
+TRANSIENT_CODES = frozenset(
+    {"LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "OOM", "BUSY", "READONLY"}
+)
+
+
 def is_broker_failure(exc: BaseException) -> bool:
-    """True for the coredis (and transport) errors that ``classify`` turns into a
+    """True for the client (and transport) errors that ``classify`` turns into a
     ``BrokerError``; anything else is a bug and keeps its own type."""
-    return is_connection_error(exc) or isinstance(exc, cx.RedisError)
+    return is_connection_error(exc) or isinstance(exc, RedisError)
 
 
 def classify(exc: BaseException, url: str | None) -> BrokerError:
-    """Turn a coredis exception into a ``BrokerError`` with a clear, redacted message."""
-    denied = isinstance(exc, cx.AuthenticationError | cx.AuthorizationError) or (
-        isinstance(exc, cx.ResponseError) and _denied(str(exc))
-    )
+    """Turn a client exception into a ``BrokerError`` with a clear, redacted message."""
+    denied = isinstance(exc, ReplyError) and _denied(str(exc))
     return broker_error(exc, url, denied=denied, unreachable=is_connection_error(exc))
 
 
 def classify_sync(exc: rx.RedisError, url: str | None) -> BrokerError:
-    """Turn a redis-py exception into the ``BrokerError`` coredis' would have given."""
+    """Turn a redis-py exception into the ``BrokerError`` ``classify`` would give."""
     return broker_error(
         exc,
         url,
@@ -75,7 +67,7 @@ def broker_error(
     exc: BaseException, url: str | None, *, denied: bool, unreachable: bool
 ) -> BrokerError:
     """The ``BrokerError`` for a client error already sorted by the client's own
-    exception classes (coredis or redis-py); the message is redacted."""
+    exception classes (ours or redis-py's); the message is redacted."""
     where = redact_url(url) if url else "the broker"
     detail = redact(str(exc) or type(exc).__name__, url)
     if denied or _denied(str(exc)):

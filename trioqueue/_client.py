@@ -1,4 +1,4 @@
-"""The async (Trio) client: runs the client core (``_core``) on a coredis connection."""
+"""The async (Trio) client: runs the client core (``_core``) on trioqueue's Redis client."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import coredis.exceptions as cx
 import trio
 
 from trioqueue import _scripts as scripts
@@ -19,6 +18,7 @@ from trioqueue._core._base import ClientBase
 from trioqueue._deadletters import DeadLetter
 from trioqueue._job import Job, JobStatus
 from trioqueue._redact import chainable
+from trioqueue._redis import ReplyError
 from trioqueue._scripts import Call
 
 if TYPE_CHECKING:
@@ -173,14 +173,14 @@ class Client(ClientBase):
         return await self._run(_dead.purge_dead_letters(self._core, queue, ids))
 
     async def _run(self, op: cmd.Op[T]) -> T:
-        """Drive ``op`` to its end on this client's coredis connection."""
+        """Drive ``op`` to its end on this client's connection."""
         steps = cmd.Steps(op)
         for command in steps:
             steps.outcome = await cmd.acapture(self._execute, command)
         return steps.result
 
     async def _execute(self, command: cmd.Command) -> Any:
-        """Run one command; the one place coredis errors become trioqueue errors."""
+        """Run one command; the one place client errors become trioqueue errors."""
         if isinstance(command, cmd.BestEffort):
             shielded = trio.CancelScope(shield=True)
             with shielded, trio.move_on_after(CLEANUP_TIMEOUT), suppress(Exception):
@@ -216,10 +216,8 @@ class Client(ClientBase):
                 return await self.redis.xlen(key)
             case cmd.XRange(key, start, end, count, reverse):
                 if reverse:
-                    entries = await self.redis.xrevrange(key, end, start, count=count)
-                else:
-                    entries = await self.redis.xrange(key, start, end, count=count)
-                return [(e.identifier, e.field_values) for e in entries or ()]
+                    return await self.redis.xrevrange(key, end, start, count=count)
+                return await self.redis.xrange(key, start, end, count=count)
             case cmd.XDel(key, ids):
                 return await self.redis.xdel(key, list(ids))
             case cmd.Pipeline():
@@ -230,27 +228,33 @@ class Client(ClientBase):
         commands = pipeline.commands
         if len(commands) == 1:
             return [await self._command(commands[0])]
-        try:
-            replies = await self._pipelined(commands)
-        except cx.NoScriptError:
+        replies = await self._pipelined(commands)
+        if any(_noscript(r) for r in replies):
             # The server lost its scripts (a restart): nothing of ours ran, and a
             # pipeline holds only reads, so sending it again is safe.
             for source in {c.script.source for c in commands if isinstance(c, Call)}:
                 await self.redis.script_load(source)
             replies = await self._pipelined(commands)
+        for reply in replies:
+            if isinstance(reply, ReplyError):
+                raise reply
         return cmd.parsed(pipeline, replies)
 
     async def _pipelined(self, commands: tuple[cmd.Get | cmd.HGet | Call[Any], ...]) -> list[Any]:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            replies = [
-                pipe.get(c.key)
+        return await self.redis.pipeline(
+            [
+                ("GET", c.key)
                 if isinstance(c, cmd.Get)
-                else pipe.hget(c.key, c.field)
+                else ("HGET", c.key, c.field)
                 if isinstance(c, cmd.HGet)
-                else pipe.evalsha(c.script.sha, keys=c.keys, args=c.args)
+                else ("EVALSHA", c.script.sha, len(c.keys), *c.keys, *c.args)
                 for c in commands
             ]
-        return [await reply for reply in replies]
+        )
+
+
+def _noscript(reply: object) -> bool:
+    return isinstance(reply, ReplyError) and reply.code == "NOSCRIPT"
 
 
 @asynccontextmanager

@@ -1,63 +1,33 @@
-"""Opening coredis connections to the broker (the Trio client's and the workers')."""
+"""Opening broker connections (the Trio client's and the workers')."""
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import coredis
-import coredis.exceptions as cx
 import trio
-from coredis.retry import NoRetryPolicy
 
 from trioqueue._broker_errors import classify
 from trioqueue._errors import BrokerError, BrokerUnavailable
 from trioqueue._redact import chainable, redact, redact_url
+from trioqueue._redis import Redis, RedisError, open_redis, parse_url
 
-Redis = coredis.Redis[bytes]
+__all__ = ["SCHEMES", "Redis", "as_text", "check_url", "connected", "ping", "sole_exception"]
 
 SCHEMES = ("redis", "rediss", "unix")
 
 
 def check_url(url: str) -> None:
-    """Raise ``BrokerError`` if ``url`` has a scheme trioqueue cannot use."""
+    """Raise ``BrokerError`` if ``url`` has a scheme trioqueue cannot use or is malformed."""
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if scheme not in SCHEMES:
         shown = f"{scheme}://" if scheme else redact_url(url)
         raise BrokerError(
             f"unsupported broker URL scheme {shown!r}: use redis://, rediss:// or unix://"
         )
-
-
-def make_client(
-    url: str,
-    *,
-    connect_timeout: float = 5.0,
-    socket_timeout: float = 30.0,
-    tls_ca_file: str | None = None,
-    client_name: str | None = None,
-) -> Redis:
-    """A coredis client for ``url``; enter it with ``async with`` before use.
-
-    The client does not retry on its own: a retried script after an unknown outcome
-    could apply twice, so callers decide (see ``_worker/_outage.py``).
-    """
-    check_url(url)
-    kwargs: dict[str, Any] = {
-        "connect_timeout": connect_timeout,
-        "stream_timeout": socket_timeout,
-        "decode_responses": False,
-        "retry_policy": NoRetryPolicy(),
-        "client_name": client_name,
-    }
-    if url.startswith("rediss://"):
-        # Verify the certificate *and* the host name (the client library's own
-        # default checks only the former); a private CA comes from tls_ca_file.
-        kwargs["ssl_context"] = ssl.create_default_context(cafile=tls_ca_file)
     try:
-        return coredis.Redis.from_url(url, **kwargs)
+        parse_url(url)
     except (ValueError, TypeError) as exc:
         raise BrokerError(
             f"invalid broker URL {redact_url(url)}: {redact(str(exc), url)}"
@@ -74,26 +44,32 @@ async def connected(
     client_name: str | None = None,
     verify: bool = True,
 ) -> AsyncIterator[Redis]:
-    """Open a client and, if ``verify``, PING it; raise a ``BrokerError`` on failure."""
-    client = make_client(
-        url,
-        connect_timeout=connect_timeout,
-        socket_timeout=socket_timeout,
-        tls_ca_file=tls_ca_file,
-        client_name=client_name,
-    )
+    """Open a client and, if ``verify``, PING it; raise a ``BrokerError`` on failure.
+
+    The client does not retry on its own: a retried script after an unknown outcome
+    could apply twice, so callers decide (see ``_worker/_outage.py``). With
+    ``rediss://`` the certificate *and* the host name are verified; a private CA comes
+    from ``tls_ca_file``.
+    """
+    check_url(url)
     try:
-        async with client:
+        async with open_redis(
+            url,
+            connect_timeout=connect_timeout,
+            socket_timeout=socket_timeout,
+            tls_ca_file=tls_ca_file,
+            client_name=client_name,
+        ) as client:
             if verify:
                 await ping(client, url, timeout=connect_timeout + 1.0)
             yield client
     except BaseExceptionGroup as group:
-        # The client runs its connections in a task group; callers should see the
-        # error their own code raised, not a group wrapping it.
+        # The client runs its watchdog in a nursery; callers should see the error
+        # their own code raised, not a group wrapping it.
         inner = sole_exception(group)
         if inner is None:
             raise
-        if isinstance(inner, cx.RedisError) and not isinstance(inner, BrokerError):
+        if isinstance(inner, RedisError) and not isinstance(inner, BrokerError):
             raise classify(inner, url) from chainable(inner, url)
         # Hide the group around it, but keep the cause it came with.
         raise inner from inner.__cause__

@@ -6,7 +6,6 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
-from coredis.tokens import PureToken
 
 from trioqueue import _scripts as scripts
 from trioqueue._connection import Redis, as_text
@@ -27,9 +26,7 @@ async def collect_status(
     # TIME through a script: the client's TIME reply loses the milliseconds, and a
     # member whose heartbeat expired within the last second would still look live.
     now_ms = await scripts.run(redis, scripts.server_time()) // 1000
-    member_ids: Any = await redis.zrange(
-        members_key(prefix), now_ms, "+inf", sortby=PureToken.BYSCORE
-    )
+    member_ids = await redis.zrangebyscore(members_key(prefix), now_ms, "+inf")
     members: dict[str, dict[str, Any]] = {}
     for raw_id in member_ids or ():
         member = as_text(raw_id)
@@ -60,12 +57,9 @@ async def _partition(redis: Redis, keys: PartitionKeys) -> dict[str, Any]:
     pending = 0
     consumers: list[dict[str, Any]] = []
     try:
-        summary: Any = await redis.xpending(keys.stream, GROUP)
-        pending = int(summary.pending if hasattr(summary, "pending") else summary[0])
-        infos: Any = await redis.xinfo_consumers(keys.stream, GROUP)
-        for c in infos or ():
-            d = {as_text(k): v for k, v in c.items()}
-            consumers.append({"name": as_text(d["name"]), "pending": int(d.get("pending", 0))})
+        pending = await redis.xpending_count(keys.stream, GROUP)
+        for c in await redis.xinfo_consumers(keys.stream, GROUP):
+            consumers.append({"name": as_text(c["name"]), "pending": int(c.get("pending", 0))})
     except Exception as exc:  # no group yet: nothing consumed so far
         if "NOGROUP" not in str(exc) and "no such key" not in str(exc).lower():
             raise

@@ -26,7 +26,7 @@ from tests.fault.history import (
     read_final_state,
 )
 from tests.fault.worker_main import QUEUE, Work, make_app
-from trioqueue._connection import connected
+from tests.raw import connected
 
 WORKER_MAIN = Path(__file__).with_name("worker_main.py")
 REPO = Path(__file__).resolve().parents[2]

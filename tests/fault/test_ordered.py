@@ -33,7 +33,8 @@ from tests.conftest import Server, make_config, wait_for
 from tests.fault.harness import FIGURES
 from tests.fault.ordered_check import Fault, Report, Run, check, load_leases, load_runs
 from tests.fault.ordered_worker import QUEUE, Step, app
-from trioqueue._connection import connected
+from tests.raw import connected
+from trioqueue._connection import connected as trioqueue_connected
 from trioqueue._job import Job
 from trioqueue._keys import GROUP, PartitionKeys, members_key
 from trioqueue._routing import partition_for
@@ -49,6 +50,12 @@ INTERVAL = 0.25
 TTL = 1.25
 # "Within a few heartbeat TTLs": the bound on every rebalance measured here.
 REASSIGNED_WITHIN = 4 * TTL
+
+
+async def status_doc(url: str, prefix: str, *queues: list[str]) -> dict[str, Any]:
+    """``status --json``'s document, read through trioqueue's own client."""
+    async with trioqueue_connected(url) as redis:
+        return await collect_status(redis, prefix, *queues)
 
 
 def _text(value: Any) -> str:
@@ -443,7 +450,7 @@ async def test_shared_partitions_spread_work_over_members(
             return await settled(redis, prefix, partitions)
 
         await wait_for(drained, timeout=30, interval=0.05)
-        doc = await collect_status(redis, prefix, [QUEUE])
+        doc = await status_doc(server.url, prefix, [QUEUE])
     assert {m["id"] for m in doc["members"]} == members
     assert all(m["partitions"] == {} for m in doc["members"])
     assert [p["owner"] for p in doc["queues"][QUEUE]["partitions"]] == [None] * partitions
@@ -625,7 +632,7 @@ async def test_partition_increase_while_running(
 
             await wait_for(drained, timeout=30, interval=0.1)
         results = await stored_results(redis, prefix, producer.jobs)
-        doc = await collect_status(redis, prefix, [QUEUE], [QUEUE])
+        doc = await status_doc(server.url, prefix, [QUEUE], [QUEUE])
     codes = await f.stop_all()
     assert all(code == 0 for code in codes.values()), codes
     assert len(doc["queues"][QUEUE]["partitions"]) == after

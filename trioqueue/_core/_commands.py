@@ -1,10 +1,11 @@
 """What the client core asks a driver to do: one value per Redis command it uses.
 
 An operation of the core is a generator (an ``Op``): it yields a command, the driver
-runs it (``Client`` with coredis under Trio, ``SyncClient`` with redis-py) and sends the
-reply back in, until the generator returns the operation's result. A driver throws its
-errors, already turned into ``BrokerError``s, back in, so an operation's ``finally``
-runs; a command it yields from there should be ``BestEffort``.
+runs it (``Client`` with trioqueue's own client under Trio, ``SyncClient`` with
+redis-py) and sends the reply back in, until the generator returns the operation's
+result. A driver throws its errors, already turned into ``BrokerError``s, back in, so
+an operation's ``finally`` runs; a command it yields from there should be
+``BestEffort``.
 
 Replies are as the server sends them, strings as bytes; each command's docstring names
 the shape its reply has, which both drivers produce whatever their library returns. A
@@ -73,7 +74,7 @@ class XLen:
 @attrs.frozen
 class XRange:
     """``XRANGE key start end [COUNT count]`` (``reverse``: ``XREVRANGE key end start``);
-    replies ``[(entry id, {field: value})]``, all bytes."""
+    replies ``[(entry id, {field: value})]``, the id as text or bytes, the rest bytes."""
 
     key: str
     start: str = "-"

@@ -2,7 +2,7 @@
 
 A builder (``_jobs.py``, ``_members.py``) turns named arguments into a ``Call``: the
 script, its ``KEYS`` and ``ARGV``, and how to read the reply. A driver runs it on a
-connection: ``run`` on coredis (the Trio client and the workers), ``run_sync`` on
+connection: ``run`` on trioqueue's own client (the Trio client and the workers), ``run_sync`` on
 redis-py (``SyncClient``). Both run the script by SHA and load it only when the
 server does not know it yet (``NOSCRIPT``, e.g. after a restart: nothing ran, so
 running it then is safe), and both turn the error codes the call declares into
@@ -15,11 +15,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 import attrs
-import coredis
-import coredis.exceptions as cx
 import redis as redis_py
 import redis.exceptions as rx
 
+from trioqueue._redis import Redis, ReplyError
 from trioqueue._scripts._codes import reply_error
 from trioqueue._scripts._source import Script
 
@@ -44,21 +43,18 @@ class Call(Generic[R]):
     errors: frozenset[str] = frozenset()
 
 
-async def run(redis: coredis.Redis[bytes], call: Call[R]) -> R:
-    """Run ``call`` on a coredis client and return its parsed reply.
-
-    ``EVALSHA`` directly rather than a registered coredis ``Script``: that wraps the
-    request twice (a retry policy, then a transform), converting every argument three
-    times, a large share of the cost of a send of a thousand jobs.
-    """
+async def run(redis: Redis, call: Call[R]) -> R:
+    """Run ``call`` on trioqueue's client and return its parsed reply."""
     sha, keys, args = call.script.sha, call.keys, call.args
     try:
         try:
             raw = await redis.evalsha(sha, keys=keys, args=args)
-        except cx.NoScriptError:
+        except ReplyError as exc:
+            if exc.code != "NOSCRIPT":
+                raise
             await redis.script_load(call.script.source)
             raw = await redis.evalsha(sha, keys=keys, args=args)
-    except cx.ResponseError as exc:
+    except ReplyError as exc:
         _raise_translated(call, exc)
         raise
     return call.parse(raw)

@@ -41,7 +41,7 @@ CODES: dict[str, Callable[[str, Sequence[str]], Exception]] = {
     "WRONGTYPE": _wrong_type,
 }
 
-# coredis raises some errors as classes and strips the code from the message.
+# Some clients strip the code from the message; the text still identifies it.
 _WRONG_TYPE_TEXT = "Operation against a key holding the wrong kind"
 
 

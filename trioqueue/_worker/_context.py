@@ -47,7 +47,7 @@ class WorkerContext:
 
     Attributes:
         app: the App whose handlers run.
-        redis: the worker's one broker connection (coredis).
+        redis: the worker's broker client (``_redis.Redis``).
         member_id: this worker's ``host:pid:random`` name in consumer groups.
         prefix: the key prefix of every key.
         worker: the ``[worker]`` limits (heartbeat, block, grace, processes).

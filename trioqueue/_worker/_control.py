@@ -40,11 +40,9 @@ class ControlListener:
         channel = control_channel(self._ctx.prefix)
 
         async def step() -> float:
-            async with self._ctx.redis.pubsub(
-                channels=[channel], ignore_subscribe_messages=True
-            ) as pubsub:
-                async for message in pubsub:
-                    self.handle(message.get("data"))
+            async with self._ctx.redis.subscribe([channel]) as messages:
+                async for data in messages:
+                    self.handle(data)
             return 0.0
 
         async def failed(exc: Exception) -> None:

@@ -98,7 +98,7 @@ class FencedReader:
             return [(entry_id, fields, 1) for entry_id, fields in fetched.entries]
         # Nothing new: block on a plain XREAD (it takes nothing) until an entry newer
         # than the newest one arrives, then read it through the fenced script.
-        await ctx.redis.xread({keys.stream: fetched.newest}, count=1, block=ctx.block_ms)
+        await ctx.redis.xread({keys.stream: fetched.newest}, count=1, block_ms=ctx.block_ms)
         return []
 
     async def _take_over(self) -> list[Entry]:

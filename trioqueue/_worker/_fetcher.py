@@ -20,10 +20,8 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-import coredis.exceptions as cx
 import trio
 
-from trioqueue._connection import as_text
 from trioqueue._keys import GROUP, PartitionKeys
 from trioqueue._scripts import LeaseLost
 from trioqueue._worker._acker import Acker
@@ -66,24 +64,23 @@ class SharedReader:
         if self._reread_own:
             known = len(inflight.running) + len(inflight.unacked)
             res = await ctx.redis.xreadgroup(
-                GROUP, ctx.member_id, streams={stream: "0"}, count=count + known
+                GROUP, ctx.member_id, {stream: "0"}, count=count + known
             )
             self._reread_own = False
             ctx.outage.succeeded()
-            own = [
-                (as_text(e.identifier), e.field_values, 1)
-                for e in _entries(res)
-                if as_text(e.identifier) not in inflight.running
-                and as_text(e.identifier) not in inflight.unacked
-                and e.field_values
+            own: list[Entry] = [
+                (entry_id, fields, 1)
+                for entry_id, fields in res
+                if entry_id not in inflight.running and entry_id not in inflight.unacked and fields
             ]
             if own:
                 return own[:count]
         res = await ctx.redis.xreadgroup(
-            GROUP, ctx.member_id, streams={stream: ">"}, count=count, block=ctx.block_ms
+            GROUP, ctx.member_id, {stream: ">"}, count=count, block_ms=ctx.block_ms
         )
         ctx.outage.succeeded()
-        return [(as_text(e.identifier), e.field_values, 1) for e in _entries(res)]
+        new: list[Entry] = [(entry_id, fields or {}, 1) for entry_id, fields in res]
+        return new
 
 
 class Fetcher:
@@ -182,8 +179,7 @@ class Fetcher:
             self._revoke(trio.current_time())
             return 0.0
         msg = str(exc)
-        # coredis raises NOGROUP as this class, without the code in the message.
-        if "NOGROUP" in msg or isinstance(exc, cx.StreamConsumerGroupError):
+        if "NOGROUP" in msg:
             log.warning(
                 "queue %s: consumer group or stream vanished (deleted, or the server lost "
                 "its data); recreating it",
@@ -197,7 +193,7 @@ class Fetcher:
                 log.warning("queue %s: cannot recreate the consumer group: %s", queue, again)
                 return 1.0
             return 0.0
-        if "WRONGTYPE" in msg or isinstance(exc, cx.WrongTypeError):
+        if "WRONGTYPE" in msg:
             log.error(
                 "queue %s: key %s holds a non-stream value; another program uses this key "
                 "prefix. Not consuming this queue until it is fixed.",
@@ -211,12 +207,3 @@ class Fetcher:
             return 0.0
         log.exception("queue %s: unexpected error while fetching", queue)
         return 1.0
-
-
-def _entries(res: Any) -> list[Any]:
-    if not res:
-        return []
-    out: list[Any] = []
-    for entries in res.values():
-        out.extend(entries)
-    return out

@@ -23,12 +23,10 @@ retried at the next interval; other errors propagate.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import attrs
 import orjson
 import trio
-from coredis.tokens import PureToken
 
 from trioqueue import _scripts as scripts
 from trioqueue._assign import assign
@@ -134,9 +132,7 @@ class OrderedQueue:
         """Members whose heartbeat is current and who consume this queue."""
         ctx = self._ctx
         now_ms = int((await ctx.server_now()).timestamp() * 1000)
-        ids: Any = await ctx.redis.zrange(
-            members_key(ctx.prefix), now_ms, "+inf", sortby=PureToken.BYSCORE
-        )
+        ids = await ctx.redis.zrangebyscore(members_key(ctx.prefix), now_ms, "+inf")
         out = []
         for raw in ids or ():
             member = as_text(raw)

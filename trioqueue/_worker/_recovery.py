@@ -16,7 +16,6 @@ Error handling: errors propagate to the fetch loop, which classifies them.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import attrs
 import trio
@@ -83,9 +82,7 @@ class Recovery:
         self.suspects_left = False
         trusted = ctx.liveness.peers_trusted
         if trusted():
-            consumers: Any = await ctx.redis.xinfo_consumers(self._keys.stream, GROUP)
-            for consumer in consumers:
-                info = {as_text(k): v for k, v in consumer.items()}
+            for info in await ctx.redis.xinfo_consumers(self._keys.stream, GROUP):
                 name = as_text(info["name"])
                 pending = int(info.get("pending", 0))
                 if name == ctx.member_id:

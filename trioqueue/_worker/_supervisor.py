@@ -2,7 +2,7 @@
 
     Supervisor.run                   root cancel scope; a second signal cancels it
     ├── embedded broker              only without broker.url; stopped last
-    ├── broker connection            one coredis client for every task below
+    ├── broker connection            one client for every task below
     ├── start-up                     partition counts, queue bounds, uptime, first beat
     └── loops nursery
         ├── heartbeat, scheduler, control listener, cron, signal listener,
@@ -32,7 +32,6 @@ import secrets
 import socket
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from typing import Any
 
 import attrs
 import trio
@@ -240,7 +239,7 @@ class Supervisor:
             log.warning(
                 "broker is out of memory: queue settings not stored; draining anyway (%s)", exc
             )
-        info: Any = await ctx.redis.info("server")
+        info = await ctx.redis.info("server")
         uptime = float(info.get("uptime_in_seconds", 1e9))
         ttl = self._worker.heartbeat_ttl
         if uptime < ttl:

@@ -1,0 +1,21 @@
+"""trioqueue's Redis client: Trio, ``hiredis`` for the protocol, nothing else.
+
+``open_redis(url)`` gives a ``Redis`` for one server (``_client.py``); its
+connections (``_connection.py``) pipeline the commands of many tasks on one socket
+and stay in step under cancellation; ``_transport.py`` drives the socket (or TLS
+stream); ``_commands.py`` has the typed commands trioqueue uses; errors are
+``ReplyError`` (the server said no) and ``ConnectionLost`` (no answer: outcome
+unknown). See docs/explanation/architecture.md for why trioqueue has its own client.
+"""
+
+from trioqueue._redis._address import Address as Address
+from trioqueue._redis._address import parse_url as parse_url
+from trioqueue._redis._client import Redis as Redis
+from trioqueue._redis._client import open_redis as open_redis
+from trioqueue._redis._commands import Entry as Entry
+from trioqueue._redis._connection import Arg as Arg
+from trioqueue._redis._errors import ConnectionLost as ConnectionLost
+from trioqueue._redis._errors import RedisError as RedisError
+from trioqueue._redis._errors import ReplyError as ReplyError
+from trioqueue._redis._errors import ReplyTimeout as ReplyTimeout
+from trioqueue._redis._errors import TLSError as TLSError
