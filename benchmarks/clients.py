@@ -34,6 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import Server
 from resp import open_resp
 
+from trioqueue._redis import open_redis
+
 CONCURRENCY = 32
 # Calls made before timing: connecting, first-call caches.
 WARMUP = 50
@@ -57,6 +59,17 @@ def package_version(name: str) -> str:
 async def floor_client(host: str, port: int) -> AsyncIterator[AsyncSet]:
     """The floor: one Trio socket, hiredis parsing, commands pipelined across tasks."""
     async with open_resp(f"redis://{host}:{port}/0") as client:
+
+        async def call() -> object:
+            return await client.execute("SET", KEY, VALUE)
+
+        yield call
+
+
+@asynccontextmanager
+async def trioqueue_client(host: str, port: int) -> AsyncIterator[AsyncSet]:
+    """trioqueue's own client (``trioqueue._redis``), as the workers and ``Client`` use it."""
+    async with open_redis(f"redis://{host}:{port}/0") as client:
 
         async def call() -> object:
             return await client.execute("SET", KEY, VALUE)
@@ -173,6 +186,7 @@ async def measure(port: int, n: int, reps: int) -> tuple[dict[str, list[tuple[fl
     glide, glide_label = glide_opener()
     openers: dict[str, Opener] = {
         FLOOR: floor_client,
+        f"trioqueue._redis {package_version('trioqueue')}": trioqueue_client,
         f"coredis {package_version('coredis')}": coredis_client,
     }
     note = ""
