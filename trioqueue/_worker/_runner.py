@@ -1,13 +1,13 @@
 """The job runner: ``concurrency`` long-lived runner tasks, one job at a time each.
 
-A dispatched entry takes a slot and goes to a runner through a memory channel
-(bounded: a slot is taken before an entry is sent, so it never holds more than
-``concurrency``). The runner decodes the envelope and message, sets the job
-context, calls the handler (awaited, in a thread, in a child process or as part of
-a batch) under the queue's timeout, and classifies the outcome: success and
-cancellation on request are acknowledged, a failure goes to the consumer's failure
-policy (which may ask for another attempt in place), a job cancelled by a shutdown
-is left pending for redelivery.
+A dispatched entry takes a slot and goes to a runner through a hand-off
+(``_handoff.py``: bounded by the slots, and waking idle runners one at a time, so
+handlers that do not wait run back to back in one runner). The runner decodes the
+envelope and message, sets the job context, calls the handler (awaited, in a
+thread, in a child process or as part of a batch) under the queue's timeout, and
+classifies the outcome: success and cancellation on request are acknowledged, a
+failure goes to the consumer's failure policy (which may ask for another attempt in
+place), a job cancelled by a shutdown is left pending for redelivery.
 
 Each runner runs its jobs inside one cancel scope of its own, not one per job: a
 task and a scope per job cost about as much as the rest of a short job's handling.
@@ -46,6 +46,7 @@ from trioqueue._keys import PartitionKeys
 from trioqueue._worker._acker import Acker
 from trioqueue._worker._batch import Batcher
 from trioqueue._worker._context import WorkerContext
+from trioqueue._worker._handoff import Handoff
 from trioqueue._worker._inflight import InFlight, Running
 from trioqueue._worker._process import process_target
 from trioqueue._worker._settle import Settler
@@ -106,7 +107,7 @@ class Runner:
         self._thread_limiter = trio.CapacityLimiter(settings.concurrency)
         self._batchers: dict[str, Batcher] = {}
         self._hooks: dict[str, Any] = {}  # cattrs structure hook per message type
-        self._send, self._recv = trio.open_memory_channel[_Work](settings.concurrency)
+        self._handoff: Handoff[_Work] = Handoff()
         self._nursery: trio.Nursery | None = None
 
     async def _fail(self, env: Envelope, exc: BaseException, deliveries: int) -> Envelope | None:
@@ -135,8 +136,8 @@ class Runner:
 
     def _hand(self, work: _Work) -> None:
         self._inflight.start(work.env)
-        # Never full: every entry sent holds one of the `concurrency` slots.
-        self._send.send_nowait(work)
+        # Bounded by the slots: every entry handed on holds one.
+        self._handoff.put(work)
 
     def flush_batches(self) -> None:
         """Run partial batches now (a drain began) instead of after their interval."""
@@ -149,7 +150,7 @@ class Runner:
             unsettled: tuple[_Work, _Outcome] | None = None
             with trio.CancelScope() as scope:
                 while unsettled is None and not scope.cancel_called:
-                    work = carry if carry is not None else await self._recv.receive()
+                    work = carry if carry is not None else await self._handoff.get()
                     carry = None
                     unsettled = await self._job(work, scope)
             if unsettled is not None:
