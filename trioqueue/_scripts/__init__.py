@@ -52,6 +52,7 @@ from trioqueue._scripts._producer import cancel as cancel
 from trioqueue._scripts._producer import dlq_retry_ids as dlq_retry_ids
 from trioqueue._scripts._producer import dlq_retry_range as dlq_retry_range
 from trioqueue._scripts._producer import find as find
+from trioqueue._scripts._producer import pause as pause
 from trioqueue._scripts._producer import send as send
 from trioqueue._scripts._settle import Acked as Acked
 from trioqueue._scripts._settle import AckItem as AckItem
