@@ -9,12 +9,14 @@ interval.
 Cancellation: cancelled with the other loops.
 
 Error handling: the loop retries silently after a lost connection (the other loops
-report outages; the figures keep their last values meanwhile); other errors
-propagate.
+report outages; the figures keep their last values meanwhile); any other error (a key
+of the wrong type, say: the fetcher reports that one) is logged and the figures are
+read again at the next interval: metrics never end the worker.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 
 from trioqueue._config import QueueSettings
@@ -24,6 +26,8 @@ from trioqueue._worker._metrics import BrokerFigures
 from trioqueue._worker._outage import repeat
 
 __all__ = ["BrokerRefresh"]
+
+log = logging.getLogger("trioqueue.worker.metrics")
 
 
 class BrokerRefresh:
@@ -64,4 +68,8 @@ class BrokerRefresh:
             await self.refresh()
             return self._interval
 
-        await repeat("metrics refresh", step, None, max_wait=self._interval)
+        async def failed(exc: Exception) -> float:
+            log.warning("could not read the broker-side metrics: %s: %s", type(exc).__name__, exc)
+            return self._interval
+
+        await repeat("metrics refresh", step, None, on_error=failed, max_wait=self._interval)
