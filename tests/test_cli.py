@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import orjson
 import pytest
 import trio
 
@@ -27,6 +28,7 @@ TASKS = '''
 import pathlib
 
 import attrs
+import orjson
 import trio
 
 import trioqueue
@@ -377,3 +379,87 @@ async def test_run_then_sigterm_drains_and_exits_zero(
     assert await redis.xlen(keys.stream) == 0
     summary: Any = await redis.xpending(keys.stream, GROUP)
     assert int(summary.pending) == 0
+
+
+# ----------------------------------------------------------------------------- pause
+
+
+async def test_pause_and_resume_show_in_status(project: Project, redis: Any) -> None:
+    """`pause` sets the queue's flag, `status` (table and JSON) shows it, `resume`
+    clears it; each says when there was nothing to change."""
+    paused = PartitionKeys(project.prefix, "greet").paused
+    first = await project.cli("pause", "config.toml", "greet")
+    assert (first.returncode, output(first).strip()) == (0, "queue greet paused")
+    again = await project.cli("pause", "config.toml", "greet")
+    assert "was paused already" in output(again)
+    assert await redis.exists([paused]) == 1
+    table = await project.cli("status", "config.toml")
+    row = next(line for line in output(table).splitlines() if "greet" in line)
+    assert "paused" in row
+    doc = await project.cli("status", "config.toml", "--json")
+    parsed = orjson.loads(doc.stdout)
+    assert parsed["queues"]["greet"]["paused"] is True
+    assert parsed["queues"]["slow"]["paused"] is False
+    resumed = await project.cli("resume", "config.toml", "greet")
+    assert (resumed.returncode, output(resumed).strip()) == (0, "queue greet resumed")
+    assert await redis.exists([paused]) == 0
+    assert "was not paused" in output(await project.cli("resume", "config.toml", "greet"))
+
+
+async def test_pause_of_an_unknown_queue_says_so(project: Project) -> None:
+    """One line naming the queues the app has, exit status 1."""
+    proc = await project.cli("pause", "config.toml", "nope")
+    assert proc.returncode == 1
+    assert output(proc).strip() == "error: unknown queue 'nope': app 'cli-test' has greet, slow"
+
+
+async def test_run_help_documents_metrics_port(project: Project) -> None:
+    proc = await project.cli("run", "--help")
+    assert "--metrics-port" in proc.stdout.decode()
+
+
+async def test_run_with_metrics_port_serves_healthz_and_metrics(project: Project) -> None:
+    """`run --metrics-port N` answers /healthz with 200 ok and /metrics with the job
+    counters, then drains on SIGTERM as usual."""
+    assert TRIOQUEUE is not None
+    port = free_port()
+    proc = await trio.lowlevel.open_process(
+        [TRIOQUEUE, "run", "config.toml", "--metrics-port", str(port)],
+        cwd=project.dir,
+        env=cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    log = bytearray()
+
+    async def read_log() -> None:
+        assert proc.stderr is not None
+        async for chunk in proc.stderr:
+            log.extend(chunk)
+
+    async def get(path: str) -> str:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            await stream.send_all(f"GET {path} HTTP/1.1\r\n\r\n".encode())
+            raw = bytearray()
+            while chunk := await stream.receive_some(65536):
+                raw += chunk
+        return raw.decode()
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_log)
+            await wait_for(lambda: b" started: app cli-test" in log, timeout=15)
+            health = await get("/healthz")
+            assert health.startswith("HTTP/1.1 200 OK\r\n") and health.endswith("\r\n\r\nok\n")
+            metrics = await get("/metrics")
+            assert 'trioqueue_jobs_total{outcome="succeeded",queue="greet"} 0.0' in metrics
+            proc.send_signal(signal.SIGTERM)
+            with trio.fail_after(15):
+                await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, log.decode()
+    assert f"serving metrics on http://127.0.0.1:{port}/metrics" in log.decode()

@@ -322,3 +322,20 @@ def test_backoff_jitter_bounds() -> None:
     full = trioqueue.Backoff(initial=1.0, factor=1.0, max=1.0, jitter=1.0)
     assert full.delay(3, rand=0.0) == 0.0
     assert trioqueue.Backoff(initial=0.0).delay(5, rand=0.9) == 0.0
+
+
+def test_metrics_table_is_structured_and_checked() -> None:
+    """``[metrics]``: no server by default; each bad value is named by its key path."""
+    assert parse_config(with_app()).metrics == trioqueue.MetricsConfig(None, "127.0.0.1", 15.0)
+    cfg = parse_config(with_app(metrics={"port": 9464, "host": "0.0.0.0", "refresh": 5}))
+    assert cfg.metrics == trioqueue.MetricsConfig(port=9464, host="0.0.0.0", refresh=5.0)
+    assert problems_of(with_app(metrics={"port": "9464"})) == [
+        'metrics.port: expected an integer, got "9464"'
+    ]
+    assert sorted(problems_of(with_app(metrics={"port": 70000, "refresh": 0, "hots": "x"}))) == [
+        "metrics.hots: unknown key"
+    ]
+    assert sorted(problems_of(with_app(metrics={"port": 70000, "refresh": 0}))) == [
+        "metrics.port: expected a port number from 0 to 65535, got 70000",
+        "metrics.refresh: expected a number > 0, got 0.0",
+    ]

@@ -13,7 +13,7 @@ from trioqueue import _scripts as scripts
 from trioqueue._broker_errors import classify, is_broker_failure
 from trioqueue._connection import Redis, connected
 from trioqueue._core import _commands as cmd
-from trioqueue._core import _dead, _lookup, _send
+from trioqueue._core import _dead, _lookup, _pause, _send
 from trioqueue._core._base import ClientBase
 from trioqueue._deadletters import DeadLetter
 from trioqueue._job import Job, JobStatus
@@ -171,6 +171,24 @@ class Client(ClientBase):
     async def purge_dead_letters(self, queue: str, ids: Sequence[str] | None = None) -> int:
         """Delete dead letters (``ids``, or all); returns how many were deleted."""
         return await self._run(_dead.purge_dead_letters(self._core, queue, ids))
+
+    async def pause(self, queue: str) -> bool:
+        """Pause ``queue``: workers stop fetching its jobs within one ``worker.block``
+        interval while running ones finish. Sends are still accepted and delayed jobs
+        still come due; they wait in the stream. The flag is kept in Redis, so it
+        holds across worker restarts, until ``resume``.
+
+        Returns False if the queue was paused already. Raises ``ValueError`` for an
+        invalid queue name, ``BrokerError`` if the broker cannot be reached.
+        """
+        return await self._run(_pause.set_paused(self._core, queue, True))
+
+    async def resume(self, queue: str) -> bool:
+        """Resume a paused ``queue``: workers fetch its jobs again at once.
+
+        Returns False if the queue was not paused.
+        """
+        return await self._run(_pause.set_paused(self._core, queue, False))
 
     async def _run(self, op: cmd.Op[T]) -> T:
         """Drive ``op`` to its end on this client's connection."""

@@ -11,6 +11,7 @@ __all__ = [
     "Backoff",
     "BrokerConfig",
     "Config",
+    "MetricsConfig",
     "QueueOptions",
     "QueueSettings",
     "ScheduleConfig",
@@ -117,6 +118,20 @@ class WorkerConfig:
 
 
 @attrs.frozen
+class MetricsConfig:
+    """``[metrics]``: the worker's Prometheus ``/metrics`` and ``/healthz`` endpoint.
+
+    Without ``port`` no server runs (``trioqueue run --metrics-port N`` sets one);
+    ``port = 0`` picks a free port (see ``Supervisor.metrics_port``). ``refresh`` is how
+    often, in seconds, the broker-side gauges (backlog, delayed, dead) are read.
+    """
+
+    port: int | None = None
+    host: str = "127.0.0.1"
+    refresh: float = 15.0
+
+
+@attrs.frozen
 class ScheduleConfig:
     """A ``[[schedules]]`` entry: send ``message`` to ``queue`` on a schedule.
 
@@ -140,6 +155,7 @@ class Config:
     app: str
     broker: BrokerConfig = BrokerConfig()
     worker: WorkerConfig = WorkerConfig()
+    metrics: MetricsConfig = MetricsConfig()
     queues: dict[str, QueueOptions] = attrs.Factory(dict)
     schedules: list[ScheduleConfig] = attrs.Factory(list)
     source: Path | None = attrs.field(default=None, eq=False)

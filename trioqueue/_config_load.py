@@ -175,6 +175,12 @@ def _check_ranges(cfg: Config) -> list[str]:
             f"worker.heartbeat_ttl: must be longer than worker.heartbeat_interval "
             f"({w.heartbeat_interval}), got {w.heartbeat_ttl}"
         )
+    m = cfg.metrics
+    if m.port is not None and not 0 <= m.port <= 65535:
+        problems.append(f"metrics.port: expected a port number from 0 to 65535, got {m.port}")
+    if not m.host:
+        problems.append('metrics.host: expected a host name or address, got ""')
+    positive("metrics.refresh", m.refresh)
     if ":" not in cfg.app:
         problems.append(f'app: expected "module:attribute", got "{cfg.app}"')
     for i, s in enumerate(cfg.schedules):

@@ -95,6 +95,11 @@ class PartitionKeys:
         """Marks a caller-chosen job id as taken (holds its entry id); see send.lua."""
         return f"{self.tag}:unique:{job_id}"
 
+    @property
+    def paused(self) -> str:
+        """Partition 0's only: ``1`` while the queue is paused (see pause.lua)."""
+        return f"{self.tag}:paused"
+
     def cancel_marker(self, job_id: str) -> str:
         """Asks the worker running the job to cancel it (read by its renewal)."""
         return f"{self.tag}:cancel:{job_id}"
@@ -106,7 +111,8 @@ def member_key(prefix: str, member_id: str) -> str:
 
 
 def control_channel(prefix: str) -> str:
-    """Pub/sub channel on which clients ask workers to cancel running jobs."""
+    """Pub/sub channel on which clients ask workers to cancel running jobs and tell
+    them of paused and resumed queues."""
     return f"{prefix}:control"
 
 

@@ -47,6 +47,7 @@ async def collect_status(
                 members[owner]["partitions"].setdefault(queue, []).append(p["index"])
         out["queues"][queue] = {
             "mode": "ordered" if queue in ordered else "shared",
+            "paused": bool(await redis.exists([PartitionKeys(prefix, queue).paused])),
             "partitions": partitions,
         }
     out["members"] = list(members.values())

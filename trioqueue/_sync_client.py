@@ -20,7 +20,7 @@ from trioqueue import _scripts as scripts
 from trioqueue._broker_errors import classify_sync
 from trioqueue._connection import check_url
 from trioqueue._core import _commands as cmd
-from trioqueue._core import _lookup, _send
+from trioqueue._core import _lookup, _pause, _send
 from trioqueue._core._base import ClientBase
 from trioqueue._errors import BrokerError
 from trioqueue._job import Job, JobStatus
@@ -149,6 +149,14 @@ class SyncClient(ClientBase):
         """The job's current state, attempts, timestamps and last error; see
         ``Client.status``."""
         return self._run(_lookup.status(self._core, job, queue))
+
+    def pause(self, queue: str) -> bool:
+        """Pause ``queue``; see ``Client.pause`` (False if it was paused already)."""
+        return self._run(_pause.set_paused(self._core, queue, True))
+
+    def resume(self, queue: str) -> bool:
+        """Resume a paused ``queue``; see ``Client.resume`` (False if it was not paused)."""
+        return self._run(_pause.set_paused(self._core, queue, False))
 
     def _run(self, op: cmd.Op[T]) -> T:
         """Drive ``op`` to its end on this client's redis-py connection."""

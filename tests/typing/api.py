@@ -16,6 +16,7 @@ from typing import Any, assert_type
 
 import attrs
 import trio
+from prometheus_client import CollectorRegistry
 
 import trioqueue
 
@@ -111,6 +112,8 @@ async def produce(url: str) -> None:
         assert_type(letters[0].failed_at, dt.datetime | None)
         assert_type(await client.retry_dead_letters("emails", [letters[0].id]), tuple[int, int])
         assert_type(await client.purge_dead_letters("emails"), int)
+        assert_type(await client.pause("emails"), bool)
+        assert_type(await client.resume("emails"), bool)
 
 
 def produce_sync(url: str) -> None:
@@ -135,6 +138,8 @@ def produce_sync(url: str) -> None:
         assert_type(client.result(job, timeout=30.0), Any)
         assert_type(client.cancel(job.id, queue=job.queue), str)
         assert_type(client.partitions("words"), int)
+        assert_type(client.pause("words"), bool)
+        assert_type(client.resume("words"), bool)
 
 
 async def work(path: Path) -> None:
@@ -147,6 +152,8 @@ async def work(path: Path) -> None:
     assert_type(config.broker, trioqueue.BrokerConfig)
     assert_type(config.broker.url, str | None)
     assert_type(config.worker, trioqueue.WorkerConfig)
+    assert_type(config.metrics, trioqueue.MetricsConfig)
+    assert_type(config.metrics.port, int | None)
     assert_type(app.settings(config), dict[str, trioqueue.QueueSettings])
     assert_type(app.queue_settings("emails", config).concurrency, int)
     supervisor = trioqueue.Supervisor(app, config, queues=["emails"])
@@ -156,4 +163,7 @@ async def work(path: Path) -> None:
         assert_type(stats, trioqueue.SupervisorStatistics)
         assert_type(stats.queues["emails"], trioqueue.ConsumerStatistics)
         assert_type(stats.queues["emails"].succeeded, int)
+        assert_type(stats.queues["emails"].cancelled, int)
+        assert_type(supervisor.metrics_port, int | None)
+        assert_type(supervisor.registry, CollectorRegistry)
         nursery.cancel_scope.cancel()

@@ -17,6 +17,7 @@ from trioqueue._cli._check import check
 from trioqueue._cli._dlq import dlq_list, dlq_purge, dlq_retry
 from trioqueue._cli._jobs import cancel, result
 from trioqueue._cli._partitions import partitions
+from trioqueue._cli._pause import pause, resume
 from trioqueue._cli._run import run
 from trioqueue._cli._send import send
 from trioqueue._cli._status import status
@@ -31,7 +32,7 @@ cli = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for command in (run, send, check, status, cancel, result, partitions):
+for command in (run, send, check, status, cancel, result, partitions, pause, resume):
     cli.command()(command)
 
 dlq = typer.Typer(help="Inspect, re-send and purge dead-lettered jobs.", no_args_is_help=True)

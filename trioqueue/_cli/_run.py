@@ -6,6 +6,7 @@ import logging
 import sys
 from typing import Annotated
 
+import attrs
 import trio
 import typer
 
@@ -23,6 +24,15 @@ def run(
         typer.Option("--queue", "-q", help="Consume only this queue (repeatable)."),
     ] = None,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "info",
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65535,
+            help="Serve /metrics and /healthz on this port (overrides [metrics] port).",
+        ),
+    ] = None,
 ) -> None:
     """Run the supervisor until SIGINT/SIGTERM (or, with --burst, until drained).
 
@@ -31,6 +41,8 @@ def run(
     redelivered later, nothing is lost).
     """
     cfg, app = load(config)
+    if metrics_port is not None:
+        cfg = attrs.evolve(cfg, metrics=attrs.evolve(cfg.metrics, port=metrics_port))
     setup_logging(log_level)
     bar = BurstProgress() if burst else None
     try:
@@ -59,5 +71,3 @@ def setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # coredis reports each script (re)load at INFO; it is routine, not news.
-    logging.getLogger("coredis").setLevel(logging.WARNING)

@@ -39,14 +39,26 @@ def status(
         out.print_json(orjson.dumps(doc).decode())
         return
     table = Table(title="queues")
-    cols = ("queue", "mode", "partition", "queued", "in flight", "delayed", "dead", "owner")
+    cols = (
+        "queue",
+        "mode",
+        "state",
+        "partition",
+        "queued",
+        "in flight",
+        "delayed",
+        "dead",
+        "owner",
+    )
     for col in cols:
-        table.add_column(col, justify="left" if col in ("queue", "mode", "owner") else "right")
+        left = col in ("queue", "mode", "state", "owner")
+        table.add_column(col, justify="left" if left else "right")
     for name, q in doc["queues"].items():
         for p in q["partitions"]:
             table.add_row(
                 name,
                 q["mode"],
+                "paused" if q["paused"] else "active",
                 str(p["index"]),
                 str(p["queued"]),
                 str(p["pending"]),

@@ -2,8 +2,8 @@
 typed call here.
 
 Build a call with the builder of the same name (``send``, ``ack``, ...: named
-arguments in, ``KEYS``/``ARGV`` built in one place), then run it with ``run`` (coredis:
-the Trio client and the workers) or ``run_sync`` (redis-py: ``SyncClient``); either
+arguments in, ``KEYS``/``ARGV`` built in one place), then run it with ``run`` (trioqueue's
+own client: the Trio client and the workers) or ``run_sync`` (redis-py: ``SyncClient``); either
 returns the reply parsed into a typed value::
 
     sent = await run(redis, send(keys, items, max_length=0, max_message_bytes=2**20,
@@ -52,6 +52,7 @@ from trioqueue._scripts._producer import cancel as cancel
 from trioqueue._scripts._producer import dlq_retry_ids as dlq_retry_ids
 from trioqueue._scripts._producer import dlq_retry_range as dlq_retry_range
 from trioqueue._scripts._producer import find as find
+from trioqueue._scripts._producer import pause as pause
 from trioqueue._scripts._producer import send as send
 from trioqueue._scripts._settle import Acked as Acked
 from trioqueue._scripts._settle import AckItem as AckItem

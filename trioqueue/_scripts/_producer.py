@@ -15,6 +15,7 @@ from trioqueue._scripts._reply import pairs, text, texts
 from trioqueue._scripts._source import load
 
 SEND, CANCEL, FIND, DLQ_RETRY = load("send"), load("cancel"), load("find"), load("dlq_retry")
+PAUSE = load("pause")
 
 SendItem = tuple[str, str, bytes, str]  # (job id, wire type name, JSON body, key or "")
 
@@ -158,3 +159,14 @@ def dlq_retry_range(keys: PartitionKeys, *, start: str, end: str, count: int) ->
 
 def _resent(raw: Any) -> Resent:
     return Resent(int(raw[0]), int(raw[1]), text(raw[2]) if raw[2] else "")
+
+
+def pause(keys: PartitionKeys, *, paused: bool, channel: str) -> Call[bool]:
+    """Pause (``paused``) or resume the queue of ``keys`` (its partition 0) and tell
+    the workers on ``channel``; the reply says whether its state changed."""
+    args: list[Arg] = ["1" if paused else "", channel, keys.queue]
+    return Call(PAUSE, [keys.paused], args, _changed)
+
+
+def _changed(raw: Any) -> bool:
+    return bool(int(raw))

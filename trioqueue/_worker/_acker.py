@@ -46,12 +46,25 @@ class Acker:
         self._stats = stats
         self._result_ttl_ms = int(result_ttl * 1000)
         self._acks: list[scripts.AckItem] = []
+        # Entries settled as cancelled (counted apart from the ones that succeeded).
+        self._cancelled: set[str] = set()
         self._wanted = trio.Event()
         self._lock = trio.Lock()
 
-    def add(self, entry_id: str, job_id: str, outcome: bytes | None, unique: bool) -> None:
-        """Queue a finished job's acknowledgement (and its outcome document)."""
+    def add(
+        self,
+        entry_id: str,
+        job_id: str,
+        outcome: bytes | None,
+        unique: bool,
+        *,
+        cancelled: bool = False,
+    ) -> None:
+        """Queue a finished job's acknowledgement (and its outcome document);
+        ``cancelled``: it is settled as cancelled, not as succeeded."""
         self._acks.append((entry_id, job_id, outcome, unique))
+        if cancelled:
+            self._cancelled.add(entry_id)
         self._inflight.unacked.add(entry_id)
         self._wanted.set()
 
@@ -91,10 +104,16 @@ class Acker:
                     # First try: an entry no longer pending was settled by someone else.
                     fenced.update(acked.gone)
                 # (On a retry it may be our own first call, whose reply was lost.)
+                cancelled = 0
                 for entry_id, _, _, _ in batch:
                     self._inflight.unacked.discard(entry_id)
                     if entry_id in fenced:
                         report_fenced(self._stats, self._keys.queue, entry_id, "acknowledgement")
+                    elif self._cancelled and entry_id in self._cancelled:
+                        cancelled += 1
+                if self._cancelled:
+                    self._cancelled.difference_update(item[0] for item in batch)
                 self._inflight.signal()
-                self._stats.succeeded += len(batch) - len(fenced)
+                self._stats.cancelled += cancelled
+                self._stats.succeeded += len(batch) - len(fenced) - cancelled
                 ctx.progress(len(batch))

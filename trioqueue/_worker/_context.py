@@ -20,7 +20,9 @@ from trioqueue._app import App
 from trioqueue._config import WorkerConfig
 from trioqueue._connection import Redis
 from trioqueue._worker._liveness import Liveness
+from trioqueue._worker._metrics import WorkerMetrics
 from trioqueue._worker._outage import OutageTracker
+from trioqueue._worker._pause import Pauses
 
 __all__ = ["Shutdown", "WorkerContext"]
 
@@ -59,6 +61,8 @@ class WorkerContext:
         burst: stop once every queue is drained.
         progress: called with the number of jobs each acknowledgement settled.
         poke_scheduler: wakes the scheduler loop (a retry was scheduled).
+        pauses: which queues are paused (the fetchers check it before each read).
+        metrics: the worker's Prometheus metrics (histograms per queue).
     """
 
     app: App
@@ -74,6 +78,8 @@ class WorkerContext:
     burst: bool
     progress: Callable[[int], None]
     poke_scheduler: Callable[[], None]
+    pauses: Pauses
+    metrics: WorkerMetrics
 
     @property
     def block_ms(self) -> int:

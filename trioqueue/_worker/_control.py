@@ -1,8 +1,10 @@
-"""The control listener: remote cancel requests over pub/sub ``<prefix>:control``.
+"""The control listener: remote cancel, pause and resume over pub/sub ``<prefix>:control``.
 
 A message ``{"cancel": JOB_ID}`` cancels that job if one of this worker's consumers
-runs it. Messages missed while the subscription was down (an outage) are caught up
-by the consumers' renewals, which check cancel markers.
+runs it; ``{"pause": QUEUE}`` and ``{"resume": QUEUE}`` (from ``pause.lua``) update
+the worker's pause flags at once. Messages missed while the subscription was down
+(an outage) are caught up by the consumers' renewals, which check cancel markers,
+and by the pause watch, which reads the pause flags.
 
 Cancellation: cancelled with the other loops once the consumers drained.
 
@@ -29,7 +31,8 @@ log = logging.getLogger("trioqueue.worker.control")
 
 
 class ControlListener:
-    """Hands cancel requests to ``cancel_job`` (True if a consumer ran the job)."""
+    """Hands cancel requests to ``cancel_job`` (True if a consumer ran the job) and
+    pauses and resumes to ``ctx.pauses``."""
 
     def __init__(self, ctx: WorkerContext, cancel_job: Callable[[str], bool]) -> None:
         self._ctx = ctx
@@ -54,6 +57,10 @@ class ControlListener:
         """Act on one control message."""
         try:
             request = orjson.loads(data)
+            if "pause" in request or "resume" in request:
+                paused = "pause" in request
+                self._ctx.pauses.set(str(request["pause" if paused else "resume"]), paused)
+                return
             job_id = str(request["cancel"])
         except Exception:
             log.warning("ignoring malformed control message %r", data)

@@ -12,6 +12,11 @@ with the consumer otherwise.
 Error handling: a lost connection is reported once per outage and retried with
 backoff; a vanished consumer group is recreated; a key of the wrong type pauses the
 queue (logged as an error); anything else is logged and retried after a second.
+
+Pause: while the queue is paused (``_pause.py``) the loop waits as it does for a
+free slot, and reads nothing, recovery included. What a shared queue's read already
+blocked returns after the pause stays pending, for this consumer to run first once
+the queue resumes; an ordered partition runs it (it must keep its order).
 """
 
 from __future__ import annotations
@@ -120,9 +125,15 @@ class Fetcher:
 
     async def _step(self) -> float | None:
         inflight, stopping, recovery = self._inflight, self._stopping, self._recovery
+        paused, queue = self._ctx.pauses.paused, self._keys.queue
         while (
-            inflight.free <= 0 or inflight.headroom() <= 0 or inflight.isolated is not None
+            inflight.free <= 0
+            or inflight.headroom() <= 0
+            or inflight.isolated is not None
+            or paused(queue)
         ) and not stopping():
+            if paused(queue) and self._ctx.burst:
+                return None  # burst mode: a paused queue counts as done
             await inflight.wait_change()
         if stopping():
             return None
@@ -133,6 +144,8 @@ class Fetcher:
         # read delays their start by the client's per-command cost.
         await trio.lowlevel.checkpoint()
         await trio.lowlevel.checkpoint()
+        if paused(queue):
+            return 0.0  # paused meanwhile: wait above, not in a read
         try:
             if recovery is not None:
                 if recovery.due():
@@ -151,6 +164,11 @@ class Fetcher:
         except Exception:
             self._reader.failed()
             raise
+        if entries and paused(queue) and isinstance(self._reader, SharedReader):
+            # Paused while the read was blocked: leave what it delivered pending here;
+            # the first read after the resume reads this consumer's own entries first.
+            self._reader.failed()
+            return 0.0
         for entry_id, fields, deliveries in entries:
             self._dispatch(entry_id, fields, deliveries)
         if not entries and self._ctx.burst and await self._burst_done():

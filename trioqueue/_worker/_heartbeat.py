@@ -60,6 +60,7 @@ class Heartbeat:
             ctx.prefix, member_id=ctx.member_id, ttl_ms=ttl_ms, forget_after_ms=MEMBERS_FORGET_MS
         )
         await scripts.run(ctx.redis, touch)
+        ctx.liveness.beat_renewed()
         return alive
 
     async def run(self) -> None:

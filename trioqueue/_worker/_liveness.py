@@ -26,6 +26,8 @@ class Liveness:
         self._beat_sent: float | None = None
         self._lapse = trio.Event()
         self.lapses = 0
+        # When our heartbeat was last renewed (trio clock; None: not yet).
+        self.last_beat: float | None = None
 
     def peers_trusted(self) -> bool:
         """Whether a missing heartbeat of a peer may be taken to mean it is dead."""
@@ -49,6 +51,10 @@ class Liveness:
     def beat_sent(self) -> None:
         """A heartbeat is on its way: until its reply, our writes may be stalled."""
         self._beat_sent = trio.current_time()
+
+    def beat_renewed(self) -> None:
+        """Our heartbeat key was just written: it is current for a TTL from now."""
+        self.last_beat = trio.current_time()
 
     def beat_done(self) -> None:
         """The heartbeat's reply arrived (or it failed)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -40,6 +41,8 @@ class OutageTracker:
     def __init__(self, url: str | None) -> None:
         self._url = url
         self._since: float | None = None
+        # Wall-clock time the current outage began (for health reports).
+        self.down_since: float | None = None
         self.outages = 0
         self._oom_logged = -math.inf
         self.on_recover: list[Callable[[], None]] = []
@@ -65,6 +68,7 @@ class OutageTracker:
             return
         if self._since is None:
             self._since = trio.current_time()
+            self.down_since = time.time()
             self.outages += 1
             log.warning(
                 "broker unreachable (%s: %s); retrying with backoff",
@@ -76,7 +80,7 @@ class OutageTracker:
         """Report a call that worked: it ends an outage (logged with its length)."""
         if self._since is not None:
             took = trio.current_time() - self._since
-            self._since = None
+            self._since = self.down_since = None
             log.warning("broker reachable again after %.1fs; resuming", took)
             for callback in self.on_recover:
                 callback()

@@ -55,6 +55,7 @@ class RetryInPlace:
         if isinstance(exc, Reject) or env.attempt > s.retries:
             await self._settler.fail(env, exc)
             return None
+        self._stats.failed += 1
         if isinstance(exc, Retry):
             delay = exc.delay
         else:

@@ -28,6 +28,7 @@ dead-lettered with the reason; a result that cannot be stored fails the attempt.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -48,6 +49,7 @@ from trioqueue._worker._batch import Batcher
 from trioqueue._worker._context import WorkerContext
 from trioqueue._worker._handoff import Handoff
 from trioqueue._worker._inflight import InFlight, Running
+from trioqueue._worker._metrics import since_entry
 from trioqueue._worker._process import process_target
 from trioqueue._worker._settle import Settler
 
@@ -68,6 +70,7 @@ class _Work:
     deliveries: int
     # The raw fields and the reason, for an entry whose envelope cannot be read.
     malformed: tuple[Mapping[Any, Any], str] | None = None
+    first: bool = True  # False for another attempt in place: its wait is not observed
 
 
 @attrs.define(eq=False)
@@ -109,6 +112,7 @@ class Runner:
         self._hooks: dict[str, Any] = {}  # cattrs structure hook per message type
         self._handoff: Handoff[_Work] = Handoff()
         self._nursery: trio.Nursery | None = None
+        self._timings = ctx.metrics.timings(settings.name)  # None: no metrics server
 
     async def _fail(self, env: Envelope, exc: BaseException, deliveries: int) -> Envelope | None:
         await self._settler.fail(env, exc)
@@ -212,7 +216,7 @@ class Runner:
     def _cancelled(self, env: Envelope) -> None:
         log.info("job %s on queue %s cancelled on request", env.job_id, self._settings.name)
         doc = _outcome.cancelled(attempts=env.attempt, enqueued=env.enqueued_ms)
-        self._acker.add(env.entry_id, env.job_id, doc, env.unique)
+        self._acker.add(env.entry_id, env.job_id, doc, env.unique, cancelled=True)
 
     async def _attempt(self, work: _Work, running: Running) -> _Outcome | None:
         """Call the handler once; None if the job was settled without a call."""
@@ -253,6 +257,11 @@ class Runner:
             epoch=self._epoch,
         )
         outcome = _Outcome()
+        timings = self._timings
+        if timings is not None:
+            if work.first:
+                timings.wait.observe(since_entry(env.entry_id))
+            started = time.perf_counter()
         token = _current.set(job)
         running.in_handler = True
         try:
@@ -270,6 +279,8 @@ class Runner:
         finally:
             running.in_handler = False
             _current.reset(token)
+            if timings is not None:
+                timings.duration.observe(time.perf_counter() - started)
         return outcome
 
     async def _conclude(self, work: _Work, running: Running, outcome: _Outcome) -> _Work | None:
@@ -297,7 +308,7 @@ class Runner:
         if again is None:
             return None
         running.envelope = again
-        return _Work(again, work.deliveries)
+        return _Work(again, work.deliveries, first=False)
 
     async def _call(self, handler: Handler[Any], msg: Any) -> Any:
         if handler.batched:

@@ -62,6 +62,7 @@ class Settler:
     async def fail(self, env: Envelope, exc: BaseException) -> None:
         """Settle a failed attempt: dead-letter it or schedule its retry."""
         s = self._settings
+        self._stats.failed += 1
         if isinstance(exc, Reject):
             await self.dead(env, "Reject", exc.reason)
             return

@@ -17,8 +17,10 @@ class ConsumerStats:
     """Counters one consumer keeps while it runs."""
 
     succeeded: int = 0
+    failed: int = 0
     retried: int = 0
     dead: int = 0
+    cancelled: int = 0
     fenced: int = 0
     reclaimed: int = 0
     lost_by_trim: int = 0
@@ -30,8 +32,11 @@ class ConsumerStatistics:
 
     Attributes:
         succeeded: jobs acknowledged as done.
+        failed: attempts whose handler raised (or timed out); each is then retried
+            or dead-lettered.
         retried: retries scheduled (or run in place, on ordered queues).
         dead: jobs moved to the dead-letter stream.
+        cancelled: running jobs cancelled on request and settled as cancelled.
         fenced: settlements refused because another member owns the entry now.
         reclaimed: entries taken over from dead or stalled members.
         lost_by_trim: pending entries found deleted from the stream by someone else.
@@ -40,8 +45,10 @@ class ConsumerStatistics:
     """
 
     succeeded: int = 0
+    failed: int = 0
     retried: int = 0
     dead: int = 0
+    cancelled: int = 0
     fenced: int = 0
     reclaimed: int = 0
     lost_by_trim: int = 0

@@ -7,6 +7,8 @@
     └── loops nursery
         ├── heartbeat, scheduler, control listener, cron, signal listener,
         │   partition watch          (one module each)
+        ├── monitoring               pause watch; with [metrics] port, the broker
+        │                            refresh loop and the metrics server
         └── consumers nursery        a consumer per shared partition, an ordered
                                      queue (rebalance loop) per ordered queue
 
@@ -50,11 +52,13 @@ from trioqueue._worker._control import ControlListener
 from trioqueue._worker._cron import Cron
 from trioqueue._worker._heartbeat import Heartbeat
 from trioqueue._worker._liveness import Liveness
+from trioqueue._worker._monitoring import Monitoring
 from trioqueue._worker._outage import OutageTracker
-from trioqueue._worker._partitions import PartitionWatch, resolve_partitions, store_queue_bounds
+from trioqueue._worker._partitions import PartitionWatch
 from trioqueue._worker._rebalance import OrderedQueue
 from trioqueue._worker._scheduler import Scheduler
 from trioqueue._worker._signals import listen_for_signals
+from trioqueue._worker._start_up import start_up
 from trioqueue._worker._stats import ConsumerStatistics, SupervisorStatistics
 
 __all__ = ["Supervisor", "new_member_id"]
@@ -74,6 +78,9 @@ class Supervisor:
     values are defaults it overrides). Without ``config.broker.url`` an embedded
     server is started. ``queues`` limits the queues consumed (default: all with a
     handler). With ``burst=True`` it stops once every queue is drained.
+
+    ``registry`` is the worker's own Prometheus ``CollectorRegistry``; with
+    ``config.metrics.port`` set, ``run`` also serves it (and ``/healthz``) over HTTP.
     """
 
     def __init__(
@@ -110,6 +117,14 @@ class Supervisor:
         self._ordered: dict[str, OrderedQueue] = {}
         self._scheduler: Scheduler | None = None
         self._consumer_nursery: trio.Nursery | None = None
+        self._monitoring = Monitoring(self.config, self.settings)
+        self._monitoring.pauses.on_change = lambda queue: self._wake()
+        self.registry = self._monitoring.metrics.registry
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The port the metrics server listens on once started (None without one)."""
+        return self._monitoring.port
 
     @property
     def _worker(self) -> WorkerConfig:
@@ -128,10 +143,14 @@ class Supervisor:
         if self._shutdown.request(grace):
             self._stop_event.set()
             log.info("shutting down: draining in-flight jobs (up to %.0fs)", grace)
-            for consumer in self._consumers.values():
-                consumer.wake()
-            for ordered in self._ordered.values():
-                ordered.signal()
+            self._wake()
+
+    def _wake(self) -> None:
+        """Make every consumer look at its state again (a shutdown, a pause)."""
+        for consumer in self._consumers.values():
+            consumer.wake()
+        for ordered in self._ordered.values():
+            ordered.signal()
 
     def cancel(self) -> None:
         """Stop at once: running jobs are cancelled and stay pending for redelivery."""
@@ -215,6 +234,8 @@ class Supervisor:
             burst=self.burst,
             progress=self._progress,
             poke_scheduler=self._poke_scheduler,
+            pauses=self._monitoring.pauses,
+            metrics=self._monitoring.metrics,
         )
 
     def _progress(self, n: int) -> None:
@@ -229,24 +250,7 @@ class Supervisor:
         return [ordered.renew for ordered in self._ordered.values()]
 
     async def _start_up(self, ctx: WorkerContext, heartbeat: Heartbeat) -> None:
-        try:
-            await resolve_partitions(ctx.redis, self.prefix, self.settings)
-            await store_queue_bounds(ctx.redis, self.prefix, self.settings.values())
-        except Exception as exc:
-            if "OOM" not in str(exc):
-                raise
-            # A full broker must still be drainable: start without storing settings.
-            log.warning(
-                "broker is out of memory: queue settings not stored; draining anyway (%s)", exc
-            )
-        info = await ctx.redis.info("server")
-        uptime = float(info.get("uptime_in_seconds", 1e9))
-        ttl = self._worker.heartbeat_ttl
-        if uptime < ttl:
-            # The server just (re)started: heartbeats of live peers may not have been
-            # renewed yet, so do not take their jobs until a full TTL has passed.
-            ctx.liveness.distrust(ttl - uptime)
-        await heartbeat.beat()
+        await start_up(ctx, self.settings, heartbeat)
         log.info(
             "worker %s started: app %s, broker %s, queues %s",
             self.member_id,
@@ -275,6 +279,13 @@ class Supervisor:
                         cancel=self.cancel,
                     )
                 )
+            await self._monitoring.start(
+                ctx,
+                loops,
+                settings=lambda: self.settings,
+                statistics=self.statistics,
+                owned=lambda: {n: len(q.owned) for n, q in self._ordered.items()},
+            )
             async with trio.open_nursery() as consumers:
                 self._consumer_nursery = consumers
                 for name, settings in self.settings.items():

@@ -1,0 +1,44 @@
+"""Start-up: what a worker does once connected, before any loop or consumer runs.
+
+It settles each queue's partition count (the broker's stored count wins), writes the
+queue bounds into every partition's meta hash (skipped, with a warning, on a broker
+out of memory: a full broker must still be drainable), distrusts peers' heartbeats
+for a while if the server has just (re)started, and writes the first heartbeat.
+
+Error handling: a broker unreachable or refusing here ends the worker's start.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from trioqueue._config import QueueSettings
+from trioqueue._worker._context import WorkerContext
+from trioqueue._worker._heartbeat import Heartbeat
+from trioqueue._worker._partitions import resolve_partitions, store_queue_bounds
+
+__all__ = ["start_up"]
+
+log = logging.getLogger("trioqueue.worker")
+
+
+async def start_up(
+    ctx: WorkerContext, settings: dict[str, QueueSettings], heartbeat: Heartbeat
+) -> None:
+    """Partition counts (``settings`` is updated in place), bounds, uptime, first beat."""
+    try:
+        await resolve_partitions(ctx.redis, ctx.prefix, settings)
+        await store_queue_bounds(ctx.redis, ctx.prefix, settings.values())
+    except Exception as exc:
+        if "OOM" not in str(exc):
+            raise
+        log.warning("broker is out of memory: queue settings not stored; draining anyway (%s)", exc)
+    info: Any = await ctx.redis.info("server")
+    uptime = float(info.get("uptime_in_seconds", 1e9))
+    ttl = ctx.worker.heartbeat_ttl
+    if uptime < ttl:
+        # The server just (re)started: heartbeats of live peers may not have been
+        # renewed yet, so do not take their jobs until a full TTL has passed.
+        ctx.liveness.distrust(ttl - uptime)
+    await heartbeat.beat()
