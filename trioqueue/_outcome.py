@@ -13,7 +13,8 @@ Wire decisions, a promise to programs in other languages:
   worker's clock, ``enqueued`` by the server's, as in the envelope); ``attempts`` counts
   attempts made;
 - ``result`` is the handler's return value as the App's converter unstructures it
-  (``null`` for ``None`` and for the jobs of a batch handler);
+  (absent for ``None`` and for the jobs of a batch handler; readers take absent as
+  ``null``);
 - ``error_type`` and ``error`` (a failure only) are the exception's class name and text;
 - every field but ``state`` may be absent: a reader takes absent numbers as unknown.
 """
@@ -37,7 +38,11 @@ def _doc(state: str, **fields: Any) -> bytes:
 
 def succeeded(result: Any, *, attempts: int, enqueued: int) -> bytes:
     """The document of a job whose handler returned ``result`` (already unstructured:
-    orjson must be able to encode it, else this raises)."""
+    orjson must be able to encode it, else this raises). A ``None`` result is left
+    out (absent reads as ``null``): most jobs return nothing, and every job's document
+    is kept for ``result_ttl``."""
+    if result is None:
+        return _doc("succeeded", attempts=attempts, enqueued=enqueued)
     return _doc("succeeded", result=result, attempts=attempts, enqueued=enqueued)
 
 
