@@ -30,12 +30,13 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import coredis
 import redis as redis_py
 import trio
+from coredis.retry import NoRetryPolicy
 
 import trioqueue
 from trioqueue._config_load import parse_config
-from trioqueue._connection import connected
 from trioqueue._embedded import find_server_binary
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -190,6 +191,16 @@ def ready_key(tag: str) -> str:
     return f"benchready:{tag}"
 
 
+@asynccontextmanager
+async def coredis_client(url: str) -> AsyncIterator[coredis.Redis[bytes]]:
+    """coredis as trioqueue 0.1 used it: bytes replies, no retry policy."""
+    client: coredis.Redis[bytes] = coredis.Redis.from_url(
+        url, decode_responses=False, retry_policy=NoRetryPolicy()
+    )
+    async with client:
+        yield client
+
+
 async def child_trioqueue(spec: dict[str, Any]) -> dict[str, Any]:
     """One trioqueue worker (a burst ``Supervisor``) with default queue settings."""
     config = parse_config(
@@ -253,7 +264,7 @@ async def child_coredis(spec: dict[str, Any]) -> dict[str, Any]:
     latency = spec["mode"] == "latency"
     stamps = _Stamps()
     stamps.record_latency = latency
-    async with connected(spec["url"]) as redis:
+    async with coredis_client(spec["url"]) as redis:
         await redis.xgroup_create(stream, GROUP, "0", mkstream=True)
         await redis.set(ready_key(spec["tag"]), "1")
         stamps.expect = spec["expect"]
@@ -410,7 +421,7 @@ async def bulk_floor(admin: RespClient, url: str, stream: str, n: int, res: Resu
 async def bulk_coredis(admin: RespClient, url: str, stream: str, n: int, res: Results) -> None:
     """The floor's bulk send through a coredis pipeline."""
     stamps = [str(time.time()) for _ in range(n)]
-    async with connected(url) as client:
+    async with coredis_client(url) as client:
         before = await used_memory(admin)
         t0 = time.perf_counter()
         for start in range(0, n, RAW_BATCH):
@@ -494,7 +505,7 @@ async def sends(admin: RespClient, url: str, n: int, res: Results) -> None:
 
     async with (
         open_resp(url) as floor,
-        connected(url) as core,
+        coredis_client(url) as core,
         app.connect(url, prefix=prefix) as client,
     ):
 
@@ -546,7 +557,7 @@ async def latency(admin: RespClient, url: str, jobs: int, res: Results) -> None:
     async with (
         app.connect(url, prefix=tag) as client,
         open_resp(url) as floor,
-        connected(url) as core,
+        coredis_client(url) as core,
         child(specs[TRIOQUEUE]),
         child(specs[FLOOR]),
         child(specs[COREDIS]),

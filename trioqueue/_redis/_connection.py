@@ -1,12 +1,14 @@
 """One connection: commands of many tasks pipelined on one transport, RESP2 replies
 parsed by ``hiredis``.
 
-A call appends its encoded command to an output buffer; whichever caller finds no
-write under way writes the whole buffer, so the commands of many tasks leave in one
-write. Replies are read by a caller too, not by a reader task: whichever waiting
-caller finds nobody reading reads until its own replies are in, wakes every caller
-whose replies it parsed on the way, then hands reading on to the oldest caller still
-waiting. A lone caller so waits on the socket itself.
+A call appends its encoded command to an output buffer. With no reply owed, the
+caller writes it at once; while replies are owed (a round trip is under way), commands
+wait in the buffer and the task that reads those replies writes the whole buffer as
+soon as they arrive, so the commands of many tasks leave in one write, one round trip
+after another, as a pipeline. Replies are read by a caller too, not by a reader
+task: whichever waiting caller finds nobody reading reads until its own replies are
+in, wakes every caller whose replies it parsed on the way, then hands reading on to
+the oldest caller still waiting. A lone caller so waits on the socket itself.
 
 Cancellation never leaves the connection out of step: a cancelled wait takes nothing
 off the socket, a cancelled caller's replies are still read (and dropped), and a
@@ -60,6 +62,8 @@ class Connection:
         # failed command of a pipeline does not lose the others' replies.
         self._reader = hiredis.Reader(replyError=ReplyError)
         self._out = bytearray()
+        self._out_replies = 0  # replies owed for the commands in ``_out``
+        self._owed = 0  # replies owed for commands written
         self._writing = False
         self._reading = False
         self._pending: deque[_Waiter] = deque()
@@ -120,17 +124,24 @@ class Connection:
         waiter = _Waiter(count, deadline)
         # Appended together, so the order of the buffer and of the waiters agree.
         self._out += data
+        self._out_replies += count
         self._pending.append(waiter)
         return waiter
 
     async def _flush(self) -> None:
-        if self._writing:
-            # The task writing now sends this command after its current write.
+        if self._writing or self._owed:
+            # The task writing now sends this command after its current write, or the
+            # reader of the replies owed writes it when they arrive.
             return
+        await self._write_out()
+
+    async def _write_out(self) -> None:
         self._writing = True
         try:
             while self._out:
                 data = bytes(self._out)
+                self._owed += self._out_replies
+                self._out_replies = 0
                 self._out.clear()
                 await self._transport.send_all(data)
         except BaseException as exc:
@@ -164,12 +175,16 @@ class Connection:
             while waiter.remaining:
                 reader.feed(await self._transport.receive())
                 while (reply := reader.gets()) is not False:
+                    self._owed -= 1
                     first = pending[0]
                     first.replies.append(reply)
                     first.remaining -= 1
                     if not first.remaining:
                         pending.popleft()
                         first.event.set()
+                if self._out and not self._writing:
+                    # What was issued during the round trip leaves now, in one write.
+                    await self._write_out()
         except trio.Cancelled:
             raise
         except BaseException as exc:
