@@ -102,6 +102,19 @@ def private_server(tmp_path: Path) -> Iterator[Server]:
     srv.stop()
 
 
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """One Redis Cluster (3 primaries, 3 replicas) shared by the cluster tests."""
+    from tests.cluster import Cluster
+
+    c = Cluster(find_server_binary(), tmp_path_factory.mktemp("cluster"))
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()
+
+
 @pytest.fixture
 def prefix() -> str:
     """A key prefix of this test's own, so tests never see each other's keys."""
@@ -121,6 +134,21 @@ def make_config(url: str, prefix: str, **sections: dict[str, object]) -> trioque
 @pytest.fixture
 def config(server: Server, prefix: str) -> trioqueue.Config:
     return make_config(server.url, prefix)
+
+
+@pytest.fixture(params=["single", pytest.param("cluster", marks=pytest.mark.cluster)])
+def broker_url(request: pytest.FixtureRequest, server: Server) -> str:
+    """The broker a broker-behaviour test runs on: the session server, then (marked
+    ``cluster``) the session cluster."""
+    if request.param == "cluster":
+        return str(request.getfixturevalue("cluster").url)
+    return server.url
+
+
+@pytest.fixture
+def any_config(broker_url: str, prefix: str) -> trioqueue.Config:
+    """``config`` on each broker of ``broker_url``: one server, then a cluster."""
+    return make_config(broker_url, prefix)
 
 
 async def wait_for(predicate: object, timeout: float = 10.0, interval: float = 0.02) -> None:

@@ -51,8 +51,9 @@ class Tick:
     label: str
 
 
-async def test_each_tick_fires_once_across_two_supervisors(config: trioqueue.Config) -> None:
+async def test_each_tick_fires_once_across_two_supervisors(any_config: trioqueue.Config) -> None:
     """Two supervisors, a 0.3 s schedule and a config schedule: no tick runs twice."""
+    config = any_config
     fired: list[float] = []
     handled: list[str] = []
     app = trioqueue.App("cron")

@@ -27,8 +27,9 @@ def make_app(gate: trio.Event) -> trioqueue.App:
     return app
 
 
-async def test_status_follows_a_job_through_its_states(config: trioqueue.Config) -> None:
+async def test_status_follows_a_job_through_its_states(any_config: trioqueue.Config) -> None:
     """queued → active → succeeded; a failure → retrying with its error; cancelled."""
+    config = any_config
     gate = trio.Event()
     app = make_app(gate)
     url, prefix = config.broker.url or "", config.broker.prefix

@@ -74,8 +74,9 @@ def job_index(jobs: list[trioqueue.Job], job: trioqueue.Job) -> int:
     return jobs.index(job)
 
 
-async def test_stored_partition_count_wins_over_config(config: trioqueue.Config) -> None:
+async def test_stored_partition_count_wins_over_config(any_config: trioqueue.Config) -> None:
     """A worker configured with fewer partitions uses the count stored in Redis."""
+    config = any_config
     seen: list[Item] = []
     app = make_app(seen)
     url, prefix = config.broker.url or "", config.broker.prefix
@@ -92,8 +93,9 @@ async def test_stored_partition_count_wins_over_config(config: trioqueue.Config)
         sup.shutdown()
 
 
-async def test_dead_letters_and_cancel_span_partitions(config: trioqueue.Config) -> None:
+async def test_dead_letters_and_cancel_span_partitions(any_config: trioqueue.Config) -> None:
     """DLQ listing/retry/purge cover every partition; cancel finds a bare id anywhere."""
+    config = any_config
     seen: list[Item] = []
     app = make_app(seen, fail=True)
     async with app.connect(config.broker.url or "", prefix=config.broker.prefix) as client:

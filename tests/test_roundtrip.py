@@ -36,7 +36,8 @@ def make_app(seen: list[object]) -> trioqueue.App:
     return app
 
 
-async def test_send_then_handler_receives_typed_instance(config: trioqueue.Config) -> None:
+async def test_send_then_handler_receives_typed_instance(any_config: trioqueue.Config) -> None:
+    config = any_config
     seen: list[object] = []
     app = make_app(seen)
     async with app.connect(config.broker.url or "", prefix=config.broker.prefix) as client:

@@ -53,8 +53,9 @@ async def test_send_with_same_job_id_enqueues_once(config: trioqueue.Config, red
     assert [n for n, _ in seen] == [1, 4]
 
 
-async def test_delayed_send_runs_after_the_delay(config: trioqueue.Config) -> None:
+async def test_delayed_send_runs_after_the_delay(any_config: trioqueue.Config) -> None:
     """`delay=` keeps the job in the delayed set until due, then it runs."""
+    config = any_config
     seen: list[tuple[int, float]] = []
     app = make_app(seen)
     sup = trioqueue.Supervisor(app, config)
@@ -75,8 +76,9 @@ async def test_delayed_send_runs_after_the_delay(config: trioqueue.Config) -> No
     assert ran[2] - sent_at >= 0.25
 
 
-async def test_naive_datetime_and_negative_delay_are_refused(config: trioqueue.Config) -> None:
+async def test_naive_datetime_and_negative_delay_are_refused(any_config: trioqueue.Config) -> None:
     """Scheduling needs an aware datetime and a delay >= 0."""
+    config = any_config
     app = make_app([])
     async with app.connect(config.broker.url or "", prefix=config.broker.prefix) as client:
         with pytest.raises(ValueError, match="aware"):

@@ -155,10 +155,10 @@ def _check_ranges(cfg: Config) -> list[str]:
     except ValueError as exc:
         problems.append(f"broker.prefix: {exc}")
     if cfg.broker.url is not None and not cfg.broker.url.startswith(
-        ("redis://", "rediss://", "unix://")
+        ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
     ):
         problems.append(
-            "broker.url: expected a redis://, rediss:// or unix:// URL, got "
+            "broker.url: expected a redis://, rediss://, unix:// or redis+cluster:// URL, got "
             f'"{cfg.broker.url.split("://")[0]}://..."'
         )
     positive("broker.connect_timeout", cfg.broker.connect_timeout)

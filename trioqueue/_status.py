@@ -10,6 +10,7 @@ import orjson
 from trioqueue import _scripts as scripts
 from trioqueue._connection import Redis, as_text
 from trioqueue._keys import GROUP, PartitionKeys, member_key, members_key
+from trioqueue._redis import ClusterRedis
 
 
 async def partition_count(redis: Redis, prefix: str, queue: str, default: int = 1) -> int:
@@ -75,4 +76,6 @@ async def _partition(redis: Redis, keys: PartitionKeys) -> dict[str, Any]:
         "dead": int(await redis.xlen(keys.dead)),
         "owner": as_text(lease).rsplit(":", 1)[0] if lease is not None else None,
         "consumers": consumers,
+        # On a cluster, the primary that holds the partition's keys (one hash slot).
+        "node": redis.node_of(keys.stream) if isinstance(redis, ClusterRedis) else None,
     }

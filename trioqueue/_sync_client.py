@@ -13,7 +13,6 @@ from contextlib import suppress
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import redis as redis_py
 import redis.exceptions as rx
 
 from trioqueue import _scripts as scripts
@@ -26,6 +25,7 @@ from trioqueue._errors import BrokerError
 from trioqueue._job import Job, JobStatus
 from trioqueue._redact import chainable, redact, redact_url
 from trioqueue._scripts import Call
+from trioqueue._sync_redis import SyncRedis, sync_redis
 
 if TYPE_CHECKING:
     from trioqueue._app import App
@@ -58,10 +58,10 @@ class SyncClient(ClientBase):
             "socket_timeout": socket_timeout,
             "health_check_interval": 30,
         }
-        if url.startswith("rediss://") and tls_ca_file:
+        if url.startswith(("rediss://", "rediss+cluster://")) and tls_ca_file:
             kwargs["ssl_ca_certs"] = tls_ca_file
         try:
-            self.redis: redis_py.Redis = redis_py.Redis.from_url(url, **kwargs)
+            self.redis: SyncRedis = sync_redis(url, **kwargs)
         except (ValueError, TypeError) as exc:
             raise BrokerError(
                 f"invalid broker URL {redact_url(url)}: {redact(str(exc), url)}"

@@ -39,7 +39,7 @@ def status(
         out.print_json(orjson.dumps(doc).decode())
         return
     table = Table(title="queues")
-    cols = (
+    cols: tuple[str, ...] = (
         "queue",
         "mode",
         "state",
@@ -50,8 +50,11 @@ def status(
         "dead",
         "owner",
     )
+    on_cluster = any(p.get("node") for q in doc["queues"].values() for p in q["partitions"])
+    if on_cluster:
+        cols += ("node",)
     for col in cols:
-        left = col in ("queue", "mode", "state", "owner")
+        left = col in ("queue", "mode", "state", "owner", "node")
         table.add_column(col, justify="left" if left else "right")
     for name, q in doc["queues"].items():
         for p in q["partitions"]:
@@ -65,6 +68,7 @@ def status(
                 str(p["delayed"]),
                 str(p["dead"]),
                 p["owner"] or "-",
+                *((p["node"] or "?",) if on_cluster else ()),
             )
     out.print(table)
     members = Table(title=f"live members ({len(doc['members'])})")

@@ -49,6 +49,35 @@ class Address:
         return self.path if self.path is not None else f"{self.host}:{self.port}"
 
 
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+
+
+def is_cluster_url(url: str) -> bool:
+    """True for ``redis+cluster://`` and ``rediss+cluster://`` URLs."""
+    return url.split("://", 1)[0] in CLUSTER_SCHEMES
+
+
+def parse_cluster_url(url: str) -> list[Address]:
+    """``redis+cluster://[[user]:password@]host:port[,host:port...][/][?...]`` (or
+    ``rediss+cluster://`` for TLS): one ``Address`` per seed node."""
+    scheme, _, rest = url.partition("://")
+    if scheme not in CLUSTER_SCHEMES:
+        raise ValueError(f"unsupported scheme {scheme!r}")
+    netloc, _, tail = rest.partition("/")
+    path = tail.split("?", 1)[0].strip("/")
+    if path and path != "0":
+        raise ValueError("a cluster has only database 0")
+    userinfo, _, hosts = netloc.rpartition("@")
+    seeds = []
+    for host_port in hosts.split(","):
+        plain = "rediss" if scheme.startswith("rediss") else "redis"
+        one = parse_url(f"{plain}://{userinfo + '@' if userinfo else ''}{host_port}/0")
+        seeds.append(one)
+    if not seeds:
+        raise ValueError("no seed node")
+    return seeds
+
+
 def parse_url(url: str) -> Address:
     """``redis://[[user]:password@]host[:port][/db]``, ``rediss://...`` (TLS) or
     ``unix://[[user]:password@]/path[?db=N]``; raise ``ValueError`` if malformed."""

@@ -4,7 +4,7 @@ One shared connection carries every command that returns at once, pipelined acro
 the tasks that call it; commands that wait on the server (``XREADGROUP BLOCK``,
 ``BLPOP``) each take a connection of their own from a small idle pool, so they never
 hold up the shared one. Broken connections are replaced on the next call. A
-watchdog task, in the nursery ``open_redis`` owns, closes any connection whose reply
+watchdog task, in the nursery ``open_redis`` owns (``_open.py``), closes any connection whose reply
 is overdue (``socket_timeout``, plus a blocking command's own wait), which wakes its
 callers with ``ReplyTimeout``.
 
@@ -14,28 +14,27 @@ unknown, and only the caller knows whether running it twice is safe.
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
 
-from trioqueue._redis._address import Address, parse_url
+from trioqueue._redis._address import Address
 from trioqueue._redis._commands import Commands
 from trioqueue._redis._connection import Arg, Connection, timed_out
 from trioqueue._redis._errors import ConnectionLost, ReplyError
 from trioqueue._redis._pubsub import PubSub
 from trioqueue._redis._transport import Transport, open_transport
 
-__all__ = ["Redis", "open_redis"]
+__all__ = ["Redis"]
 
 # Idle connections kept for blocking commands; more are opened when needed.
 IDLE_KEPT = 8
 
 
 class Redis(Commands):
-    """Commands on one server; get one with ``open_redis``."""
+    """Commands on one server; get one with ``open_redis`` (``_open.py``)."""
 
     def __init__(
         self,
@@ -173,34 +172,3 @@ class Redis(Commands):
     def _discard(self, conn: Connection) -> None:
         conn.close()
         self._open.discard(conn)
-
-
-@asynccontextmanager
-async def open_redis(
-    url: str,
-    *,
-    connect_timeout: float = 5.0,
-    socket_timeout: float | None = 30.0,
-    tls_ca_file: str | None = None,
-    client_name: str | None = None,
-) -> AsyncIterator[Redis]:
-    """A ``Redis`` for ``url`` (see ``parse_url``; ``ValueError`` if malformed),
-    connecting on first use; every connection is closed on exit."""
-    redis = Redis(
-        parse_url(url),
-        connect_timeout=connect_timeout,
-        socket_timeout=None
-        if socket_timeout is None or math.isinf(socket_timeout)
-        else socket_timeout,
-        tls_ca_file=tls_ca_file,
-        client_name=client_name,
-    )
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(redis.watch)
-            try:
-                yield redis
-            finally:
-                nursery.cancel_scope.cancel()
-    finally:
-        redis.close()

@@ -17,8 +17,9 @@ from typing import Any, Generic, TypeVar
 import attrs
 import redis as redis_py
 import redis.exceptions as rx
+from redis.cluster import RedisCluster
 
-from trioqueue._redis import Redis, ReplyError
+from trioqueue._redis import AnyRedis, ReplyError
 from trioqueue._scripts._codes import reply_error
 from trioqueue._scripts._source import Script
 
@@ -43,7 +44,7 @@ class Call(Generic[R]):
     errors: frozenset[str] = frozenset()
 
 
-async def run(redis: Redis, call: Call[R]) -> R:
+async def run(redis: AnyRedis, call: Call[R]) -> R:
     """Run ``call`` on trioqueue's client and return its parsed reply."""
     sha, keys, args = call.script.sha, call.keys, call.args
     try:
@@ -60,7 +61,7 @@ async def run(redis: Redis, call: Call[R]) -> R:
     return call.parse(raw)
 
 
-def run_sync(redis: redis_py.Redis, call: Call[R]) -> R:
+def run_sync(redis: redis_py.Redis | RedisCluster, call: Call[R]) -> R:
     """Run ``call`` on a redis-py client and return its parsed reply."""
     sha, keys, args = call.script.sha, call.keys, call.args
     try:
