@@ -67,6 +67,7 @@ async def _partition(redis: Redis, keys: PartitionKeys) -> dict[str, Any]:
             raise
     backlog = int(await redis.xlen(keys.stream))
     lease = await redis.get(keys.lease)
+    lost = await redis.execute("HMGET", keys.meta, "rollbacks", "lost")
     return {
         "index": keys.partition,
         "backlog": backlog,
@@ -76,6 +77,9 @@ async def _partition(redis: Redis, keys: PartitionKeys) -> dict[str, Any]:
         "dead": int(await redis.xlen(keys.dead)),
         "owner": as_text(lease).rsplit(":", 1)[0] if lease is not None else None,
         "consumers": consumers,
+        # Writes the broker lost after acknowledging them, as workers noticed them.
+        "rollbacks": int(lost[0] or 0),
+        "lost": int(lost[1] or 0),
         # On a cluster, the primary that holds the partition's keys (one hash slot).
         "node": redis.node_of(keys.stream) if isinstance(redis, ClusterRedis) else None,
     }

@@ -71,6 +71,13 @@ def status(
                 *((p["node"] or "?",) if on_cluster else ()),
             )
     out.print(table)
+    for name, q in doc["queues"].items():
+        for p in q["partitions"]:
+            if p.get("lost"):
+                out.print(
+                    f"[red]queue {name} partition {p['index']}: the broker lost {p['lost']} "
+                    f"acknowledged entries ({p['rollbacks']} rollback(s) seen by workers)[/red]"
+                )
     members = Table(title=f"live members ({len(doc['members'])})")
     members.add_column("member (host:pid:random)")
     members.add_column("queues")

@@ -2,6 +2,8 @@
 
     monitoring (in the supervisor's loops nursery)
     ├── pause watch      _pause.py          reads the pause flags once per worker.block
+    ├── rollback watch   _rollback.py       entries-added per partition, once per
+    │                                       heartbeat_interval: lost writes reported
     ├── broker refresh   _broker_gauges.py  only with [metrics] port: backlog, delayed
     │                                       and dead counts once per metrics.refresh
     └── metrics server   _metrics_server.py only with [metrics] port: /metrics, /healthz
@@ -25,6 +27,7 @@ from trioqueue._worker._context import WorkerContext
 from trioqueue._worker._metrics import Sources, WorkerMetrics
 from trioqueue._worker._metrics_server import MetricsServer, unhealthy
 from trioqueue._worker._pause import Pauses, PauseWatch
+from trioqueue._worker._rollback import RollbackWatch
 from trioqueue._worker._stats import SupervisorStatistics
 
 __all__ = ["Monitoring"]
@@ -39,6 +42,12 @@ class Monitoring:
         self.metrics = WorkerMetrics(timed=config.metrics.port is not None)
         self.port: int | None = None
         self.server: MetricsServer | None = None
+        self.rollback: RollbackWatch | None = None
+
+    @property
+    def lost_entries(self) -> int:
+        """Entries the rollback watch found missing so far."""
+        return 0 if self.rollback is None else self.rollback.lost
 
     async def start(
         self,
@@ -54,6 +63,8 @@ class Monitoring:
         watch = PauseWatch(ctx.redis, ctx.prefix, self.pauses, interval=ctx.worker.block)
         await ctx.outage.call("read pause flags", watch.refresh)
         nursery.start_soon(watch.run)
+        self.rollback = RollbackWatch(ctx, settings)
+        nursery.start_soon(self.rollback.run)
         self.metrics.attach(
             Sources(
                 statistics=statistics, owned=owned, paused=self.pauses.snapshot, outage=ctx.outage

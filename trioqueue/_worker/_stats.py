@@ -87,12 +87,16 @@ class SupervisorStatistics:
         consumers: per consumer of a shared queue, ``queue`` for partition 0 and
             ``queue:N`` for partition N.
         heartbeat_lapses: how often this worker found its heartbeat had expired.
+        lost_entries: stream entries the broker lost after acknowledging them (a
+            failover to a lagging replica, a restart without persistence), as this
+            worker noticed them.
     """
 
     member_id: str
     queues: Mapping[str, ConsumerStatistics]
     consumers: Mapping[str, ConsumerStatistics]
     heartbeat_lapses: int
+    lost_entries: int = 0
 
 
 def report_fenced(stats: ConsumerStats, queue: str, entry_id: str, what: str) -> None:

@@ -177,6 +177,7 @@ class Supervisor:
             queues=queues,
             consumers=consumers,
             heartbeat_lapses=0 if self._ctx is None else self._ctx.liveness.lapses,
+            lost_entries=self._monitoring.lost_entries,
         )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
