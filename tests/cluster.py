@@ -44,6 +44,12 @@ class ClusterNode:
     port: int
     bus: int
     proc: subprocess.Popen[bytes] | None = None
+    args: list[str] = attrs.Factory(list)
+
+    def launch(self) -> None:
+        self.proc = subprocess.Popen(
+            self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
 
     @property
     def address(self) -> str:
@@ -83,7 +89,8 @@ class Cluster:
                 "--appendonly", "yes", "--repl-diskless-sync-delay", "0",
                 "--enable-debug-command", "local",
             ]  # fmt: skip
-            node.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            node.args = args
+            node.launch()
             self.nodes.append(node)
         for node in self.nodes:
             self._wait(lambda n=node: _client(n.port).ping(), 15, "start")
@@ -114,6 +121,21 @@ class Cluster:
                 pass
             time.sleep(0.05)
         raise RuntimeError(f"cluster did not {what} within {timeout}s")
+
+    def kill(self, port: int) -> ClusterNode:
+        """SIGKILL the node on ``port``."""
+        node = next(n for n in self.nodes if n.port == port)
+        assert node.proc is not None
+        node.proc.kill()
+        node.proc.wait()
+        node.proc = None
+        return node
+
+    def revive(self, node: ClusterNode) -> None:
+        """Start a killed node again (it rejoins, as a replica if it was replaced)."""
+        node.launch()
+        self._wait(lambda: _client(node.port).ping(), 15, "restart")
+        self.wait_ok()
 
     def stop(self) -> None:
         for node in self.nodes:
