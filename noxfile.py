@@ -57,10 +57,12 @@ def typecheck(session: nox.Session) -> None:
 @nox.session(python=OLDEST)
 def bench(session: nox.Session) -> None:
     """Benchmark trioqueue against the Trio + hiredis floor on a private server, then
-    ordered against shared queues, then candidate Redis clients per command."""
+    ordered against shared queues, candidate Redis clients per command, and a local
+    cluster against one server."""
     session.install("-e", ".[test,bench]")
     # One of the clients compared; where it cannot be installed, clients.py skips it.
     session.run("python", "-m", "pip", "install", "-q", "valkey-glide", success_codes=[0, 1])
     session.run("python", "benchmarks/bench.py", *session.posargs)
     session.run("python", "benchmarks/ordered.py")
     session.run("python", "benchmarks/clients.py")
+    session.run("python", "benchmarks/cluster.py")
