@@ -75,7 +75,7 @@ class Redis(Commands):
     async def execute_blocking(self, args: Sequence[Arg], *, block: float) -> Any:
         """Send a command that may wait ``block`` seconds on the server, on a
         connection of its own (returned to the pool if it stays in step)."""
-        conn = self._idle.pop() if self._idle else await self._connect()
+        conn = self._idle_connection() or await self._connect()
         try:
             reply = await conn.execute(args, extra=block)
         except ReplyError:
@@ -162,6 +162,14 @@ class Redis(Commands):
             return await open_transport(host=a.host, port=a.port, path=a.path, tls=self._tls)
         except OSError as exc:
             raise ConnectionLost(f"cannot connect to {a.where}: {exc}") from exc
+
+    def _idle_connection(self) -> Connection | None:
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.broken:
+                return conn
+            self._discard(conn)
+        return None
 
     def _release(self, conn: Connection) -> None:
         if conn.broken or self._closed or len(self._idle) >= IDLE_KEPT:
