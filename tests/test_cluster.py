@@ -280,3 +280,30 @@ async def test_a_primary_killed_mid_run_loses_nothing_silently(
     )
     assert len(confirmed) == 200
     assert len(missing) <= lost, f"{len(missing)} jobs lost silently (watch saw {lost})"
+
+
+async def test_a_running_job_is_cancelled_through_any_node(cluster: Cluster, prefix: str) -> None:
+    """The worker listens for cancel requests on one primary, picked at random, and the
+    client publishes through whichever node it picks (a PUBLISH reaches every node of
+    a cluster); the job settles as cancelled."""
+    started = trio.Event()
+    app = trioqueue.App("cancelling")
+
+    @app.handler(queue="slow", partitions=3)
+    async def slow(msg: Step) -> None:
+        started.set()
+        await trio.sleep(30)
+
+    sup = trioqueue.Supervisor(app, make_config(cluster.url, prefix))
+    async with app.connect(cluster.url, prefix=prefix) as client, trio.open_nursery() as nursery:
+        await nursery.start(sup.run)
+        job = await client.send(Step("s", 1), key="s")
+        with trio.fail_after(10):
+            await started.wait()
+        assert await client.cancel(job) == "running"
+
+        async def cancelled() -> bool:
+            return (await client.status(job)).state == "cancelled"
+
+        await wait_for(cancelled, timeout=10)
+        sup.shutdown()
