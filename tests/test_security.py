@@ -21,7 +21,7 @@ WORKER_COMMANDS = (
     "+ping +hello +client|setname +client|setinfo +info +time +evalsha +eval +script|load "
     "+xgroup|create +xreadgroup +xinfo|consumers +xlen +zcard +exists +set +get +del "
     "+zadd +zrem +zremrangebyscore +hset +hget +hsetnx +subscribe +unsubscribe +xread +incr "
-    "+xrevrange "
+    "+xrevrange +xinfo|stream +hincrby "
     # called from inside the scripts (ACL applies there too)
     "+xadd +xack +xdel +xpending +xclaim +xrange +xgroup|delconsumer +zrangebyscore "
     "+zrange +hmget +rpush +pexpire +publish"
