@@ -24,7 +24,7 @@ WORKER_COMMANDS = (
     "+xrevrange "
     # called from inside the scripts (ACL applies there too)
     "+xadd +xack +xdel +xpending +xclaim +xrange +xgroup|delconsumer +zrangebyscore "
-    "+zrange +hmget +rpush +pexpire +publish"
+    "+zrange +hmget +rpush +pexpire +publish +hincrby"
 )
 PRODUCER_COMMANDS = (
     "+ping +hello +client|setname +client|setinfo +evalsha +eval +script|load +set +get "

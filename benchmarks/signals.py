@@ -1,0 +1,132 @@
+"""What the operational signals cost: bulk send and processing rates of one worker with
+the per-minute history off, on (the default), and on with the job event stream, in one
+run on a private valkey-server.
+
+Each repetition runs every variant once, in turn (starting with a different one each
+time), on a fresh key prefix: ``send_many``
+of ``--n`` no-op jobs (timed), then a burst worker at concurrency 100 in this process,
+timed from its first handler call to its last. Figures are medians over repetitions,
+with their ratio to the variant with no signals.
+
+    python benchmarks/signals.py [--n 20000] [--reps 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+import trioqueue
+from trioqueue._config_load import parse_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import Server
+
+QUEUE = "signals"
+VARIANTS = {
+    "no signals": {"history_hours": 0, "events": False},
+    "history (default)": {"history_hours": 24, "events": False},
+    "history + events": {"history_hours": 24, "events": True},
+}
+
+
+@attrs.frozen
+class Noop:
+    n: int
+
+
+class Stamps:
+    """First and last handler call, and how many ran."""
+
+    def __init__(self) -> None:
+        self.first = self.last = 0.0
+        self.count = 0
+
+    def record(self) -> None:
+        now = time.perf_counter()
+        if not self.count:
+            self.first = now
+        self.last = now
+        self.count += 1
+
+
+STAMPS = Stamps()
+app = trioqueue.App("signals")
+
+
+@app.handler(queue=QUEUE)
+async def handle(msg: Noop) -> None:
+    STAMPS.record()
+
+
+async def one(url: str, n: int, variant: dict[str, Any]) -> tuple[float, float]:
+    """(send rate, processing rate) of one drain of ``n`` jobs."""
+    global STAMPS
+    prefix = f"sig{secrets.token_hex(3)}"
+    config = parse_config(
+        {
+            "app": "signals:app",
+            "broker": {"url": url, "prefix": prefix},
+            "worker": {"concurrency": 100, "block": 0.25},
+            "metrics": {"history_hours": variant["history_hours"]},
+            "queues": {QUEUE: {"events": variant["events"]}},
+        }
+    )
+    # The worker writes the queue's events setting into the broker before any send.
+    async with trio.open_nursery() as nursery:
+        sup = trioqueue.Supervisor(app, config, burst=True)
+        await nursery.start(sup.run)
+    async with app.connect(url, prefix=prefix, config=config) as client:
+        msgs = [Noop(i) for i in range(n)]
+        start = time.perf_counter()
+        await client.send_many(msgs)
+        sent = n / (time.perf_counter() - start)
+    STAMPS = Stamps()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trioqueue.Supervisor(app, config, burst=True).run)
+    assert STAMPS.count == n, (STAMPS.count, n)
+    return sent, (n - 1) / (STAMPS.last - STAMPS.first)
+
+
+async def main(n: int, reps: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        server = Server(Path(tmp))
+        try:
+            got: dict[str, list[tuple[float, float]]] = {name: [] for name in VARIANTS}
+            await one(server.url, min(n, 2000), VARIANTS["no signals"])  # warm-up
+            names = list(VARIANTS)
+            for rep in range(reps):
+                # A different order each time: drift on a shared box favours no variant.
+                for name in names[rep % len(names) :] + names[: rep % len(names)]:
+                    got[name].append(await one(server.url, n, VARIANTS[name]))
+        finally:
+            server.stop()
+    base_send = statistics.median(s for s, _ in got["no signals"])
+    base_proc = statistics.median(p for _, p in got["no signals"])
+    print(f"{n} no-op jobs, {reps} repetitions, medians (ratio to no signals)")
+    print(f"{'variant':20} {'bulk send/s':>18} {'processed/s':>18}")
+    for name, runs in got.items():
+        send = statistics.median(s for s, _ in runs)
+        proc = statistics.median(p for _, p in runs)
+        print(
+            f"{name:20} {send:>10,.0f} ({send / base_send:.2f}) "
+            f"{proc:>10,.0f} ({proc / base_proc:.2f})"
+        )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=20_000, help="jobs per drain (20000)")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions (3)")
+    args = parser.parse_args()
+    sys.modules.setdefault("signals", sys.modules[__name__])
+    trio.run(main, args.n, args.reps)
