@@ -245,3 +245,16 @@ async def test_progress_of_a_fenced_worker_is_refused(
         await wait_for(lambda: result, timeout=5)
         assert result == [False]
         assert (await client.status(job)).progress == 0.1
+
+
+def test_cursor_positions_cover_every_partition() -> None:
+    """A cursor is one id per partition; a bare id applies to all; partitions added
+    since a cursor was taken start from their oldest event; None means from now."""
+    from trioqueue._events import cursor, positions
+
+    assert positions(None, 3) is None
+    assert positions("$", 2) is None
+    assert positions("0", 2) == ["0-0", "0-0"]
+    assert positions("5-1", 3) == ["5-1"] * 3
+    assert positions(cursor(["5-1", "7-0"]), 3) == ["5-1", "7-0", "0-0"]
+    assert positions("5-1,7-0,9-9", 2) == ["5-1", "7-0"]

@@ -163,7 +163,7 @@ async def test_status_shows_the_rates_table_and_json(
     table = await trio.to_thread.run_sync(runner.invoke, cli, ["status", str(path)])
     assert table.exit_code == 0, table.output
     assert "rates over the last 5 minutes" in table.output
-    assert "this minute" in table.output, table.output
+    assert "ms/run" in table.output, table.output
     raw = await trio.to_thread.run_sync(runner.invoke, cli, ["status", str(path), "--json"])
     assert raw.exit_code == 0, raw.output
     doc = orjson.loads(raw.output)
@@ -177,3 +177,19 @@ async def _has_history(client: trioqueue.Client, keys: PartitionKeys) -> bool:
 
 
 cli_app = make_app("history-cli")
+
+
+def test_rates_cover_four_minutes_and_the_current_one_so_far() -> None:
+    """Rates divide by four full minutes plus the elapsed part of the current one; the
+    mean handler time is per run (succeeded, failed and cancelled)."""
+    from trioqueue._history import minutes_before, rates, summed
+
+    now_ms = 1_000 * 60_000 + 30_000  # 30 s into minute 1000
+    assert minutes_before(now_ms) == [996, 997, 998, 999, 1000]
+    minutes = [summed(m, []) for m in minutes_before(now_ms)]
+    minutes[-1] = summed(1000, [{b"succeeded": b"27", b"failed": b"3", "handler_ms": "60"}])
+    got = rates(minutes, now_ms)
+    assert got["window_seconds"] == 270.0
+    assert got["succeeded_per_second"] == 0.1
+    assert got["handler_ms_mean"] == 2.0
+    assert minutes[0]["minute"] == "1970-01-01T16:36:00+00:00"
