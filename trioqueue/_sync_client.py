@@ -54,6 +54,8 @@ class SyncClient(ClientBase):
     ) -> None:
         super().__init__(app, prefix=prefix, config=config, url=url)
         check_url(url)
+        # An events read blocks on the server: well within the socket timeout.
+        self._events_block_ms = max(1, min(5000, int(socket_timeout * 500)))
         kwargs: dict[str, Any] = {
             "socket_connect_timeout": connect_timeout,
             "socket_timeout": socket_timeout,
@@ -164,7 +166,8 @@ class SyncClient(ClientBase):
         (the same cursors, ``since`` and order)."""
         pos = self._run(_events.start(self._core, queue, since))
         while True:
-            batch, pos = self._run(_events.read(self._core, queue, pos, count=500, block_ms=5000))
+            read = _events.read(self._core, queue, pos, count=500, block_ms=self._events_block_ms)
+            batch, pos = self._run(read)
             yield from batch
 
     def _run(self, op: cmd.Op[T]) -> T:

@@ -110,8 +110,9 @@ class Acker:
 
     async def write_events(self) -> None:
         """Write pending ``started`` events now, before an event another script writes
-        (progress, retry, dead letter), so that each job's events keep their order."""
-        if self._started:
+        (progress, retry, dead letter), so that each job's events keep their order
+        (waiting for a call in flight too: it may carry them)."""
+        if self.events_max and (self._started or self._lock.locked()):
             await self.flush()
 
     def _counts(self) -> tuple[int, int, int]:
