@@ -36,6 +36,7 @@ VARIANTS = {
     "no signals": {"history_hours": 0, "events": False},
     "history (default)": {"history_hours": 24, "events": False},
     "history + events": {"history_hours": 24, "events": True},
+    "defaults": {},
 }
 
 
@@ -72,15 +73,16 @@ async def one(url: str, n: int, variant: dict[str, Any]) -> tuple[float, float]:
     """(send rate, processing rate) of one drain of ``n`` jobs."""
     global STAMPS
     prefix = f"sig{secrets.token_hex(3)}"
-    config = parse_config(
-        {
-            "app": "signals:app",
-            "broker": {"url": url, "prefix": prefix},
-            "worker": {"concurrency": 100, "block": 0.25},
-            "metrics": {"history_hours": variant["history_hours"]},
-            "queues": {QUEUE: {"events": variant["events"]}},
-        }
-    )
+    data: dict[str, Any] = {
+        "app": "signals:app",
+        "broker": {"url": url, "prefix": prefix},
+        "worker": {"concurrency": 100, "block": 0.25},
+    }
+    if "history_hours" in variant:
+        data["metrics"] = {"history_hours": variant["history_hours"]}
+    if "events" in variant:
+        data["queues"] = {QUEUE: {"events": variant["events"]}}
+    config = parse_config(data)
     # The worker writes the queue's events setting into the broker before any send.
     async with trio.open_nursery() as nursery:
         sup = trioqueue.Supervisor(app, config, burst=True)
@@ -97,22 +99,21 @@ async def one(url: str, n: int, variant: dict[str, Any]) -> tuple[float, float]:
     return sent, (n - 1) / (STAMPS.last - STAMPS.first)
 
 
-async def main(n: int, reps: int) -> None:
+async def main(n: int, reps: int, names: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         server = Server(Path(tmp))
         try:
-            got: dict[str, list[tuple[float, float]]] = {name: [] for name in VARIANTS}
-            await one(server.url, min(n, 2000), VARIANTS["no signals"])  # warm-up
-            names = list(VARIANTS)
+            got: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+            await one(server.url, min(n, 2000), VARIANTS[names[0]])  # warm-up
             for rep in range(reps):
                 # A different order each time: drift on a shared box favours no variant.
                 for name in names[rep % len(names) :] + names[: rep % len(names)]:
                     got[name].append(await one(server.url, n, VARIANTS[name]))
         finally:
             server.stop()
-    base_send = statistics.median(s for s, _ in got["no signals"])
-    base_proc = statistics.median(p for _, p in got["no signals"])
-    print(f"{n} no-op jobs, {reps} repetitions, medians (ratio to no signals)")
+    base_send = statistics.median(s for s, _ in got[names[0]])
+    base_proc = statistics.median(p for _, p in got[names[0]])
+    print(f"{n} no-op jobs, {reps} repetitions, medians (ratio to {names[0]})")
     print(f"{'variant':20} {'bulk send/s':>18} {'processed/s':>18}")
     for name, runs in got.items():
         send = statistics.median(s for s, _ in runs)
@@ -127,6 +128,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=20_000, help="jobs per drain (20000)")
     parser.add_argument("--reps", type=int, default=3, help="repetitions (3)")
+    parser.add_argument(
+        "--variants",
+        default="no signals,history (default),history + events",
+        help="comma-separated, the first is the base (default: all; 'defaults' sets no key, "
+        "to compare with a version of trioqueue without these settings)",
+    )
     args = parser.parse_args()
     sys.modules.setdefault("signals", sys.modules[__name__])
-    trio.run(main, args.n, args.reps)
+    trio.run(main, args.n, args.reps, args.variants.split(","))
