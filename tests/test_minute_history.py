@@ -157,7 +157,8 @@ async def test_status_shows_the_rates_table_and_json(
 
     path = tmp_path / "config.toml"
     path.write_text(
-        f'app = "tests.test_minute_history:cli_app"\n[broker]\nurl = "{server.url}"\nprefix = "{prefix}"\n'
+        f'app = "tests.test_minute_history:cli_app"\n'
+        f'[broker]\nurl = "{server.url}"\nprefix = "{prefix}"\n'
     )
     runner = CliRunner()
     table = await trio.to_thread.run_sync(runner.invoke, cli, ["status", str(path)])
