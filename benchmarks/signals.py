@@ -5,8 +5,9 @@ run on a private valkey-server.
 Each repetition runs every variant once, in turn (starting with a different one each
 time), on a fresh key prefix: ``send_many``
 of ``--n`` no-op jobs (timed), then a burst worker at concurrency 100 in this process,
-timed from its first handler call to its last. Figures are medians over repetitions,
-with their ratio to the variant with no signals.
+timed from its first handler call to its last, with the CPU time the worker process and
+the server spent on it (steadier than rates on a busy machine). Figures are medians over
+repetitions, with their ratio to the first variant.
 
     python benchmarks/signals.py [--n 20000] [--reps 3]
 """
@@ -69,8 +70,15 @@ async def handle(msg: Noop) -> None:
     STAMPS.record()
 
 
-async def one(url: str, n: int, variant: dict[str, Any]) -> tuple[float, float]:
-    """(send rate, processing rate) of one drain of ``n`` jobs."""
+async def server_cpu(client: trioqueue.Client) -> float:
+    """The server's CPU seconds so far (user + system)."""
+    info = await client.redis.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+async def one(url: str, n: int, variant: dict[str, Any]) -> tuple[float, float, float, float]:
+    """(send rate, processing rate, worker CPU µs per job, server CPU µs per job) of one
+    drain of ``n`` jobs."""
     global STAMPS
     prefix = f"sig{secrets.token_hex(3)}"
     data: dict[str, Any] = {
@@ -92,18 +100,20 @@ async def one(url: str, n: int, variant: dict[str, Any]) -> tuple[float, float]:
         start = time.perf_counter()
         await client.send_many(msgs)
         sent = n / (time.perf_counter() - start)
-    STAMPS = Stamps()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(trioqueue.Supervisor(app, config, burst=True).run)
+        STAMPS = Stamps()
+        cpu, server = time.process_time(), await server_cpu(client)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trioqueue.Supervisor(app, config, burst=True).run)
+        cpu, server = time.process_time() - cpu, await server_cpu(client) - server
     assert STAMPS.count == n, (STAMPS.count, n)
-    return sent, (n - 1) / (STAMPS.last - STAMPS.first)
+    return sent, (n - 1) / (STAMPS.last - STAMPS.first), cpu / n * 1e6, server / n * 1e6
 
 
 async def main(n: int, reps: int, names: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         server = Server(Path(tmp))
         try:
-            got: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+            got: dict[str, list[tuple[float, float, float, float]]] = {n_: [] for n_ in names}
             await one(server.url, min(n, 2000), VARIANTS[names[0]])  # warm-up
             for rep in range(reps):
                 # A different order each time: drift on a shared box favours no variant.
@@ -111,17 +121,22 @@ async def main(n: int, reps: int, names: list[str]) -> None:
                     got[name].append(await one(server.url, n, VARIANTS[name]))
         finally:
             server.stop()
-    base_send = statistics.median(s for s, _ in got[names[0]])
-    base_proc = statistics.median(p for _, p in got[names[0]])
+
+    def median(name: str, i: int) -> float:
+        return statistics.median(run[i] for run in got[name])
+
+    base = [median(names[0], i) for i in range(4)]
     print(f"{n} no-op jobs, {reps} repetitions, medians (ratio to {names[0]})")
-    print(f"{'variant':20} {'bulk send/s':>18} {'processed/s':>18}")
-    for name, runs in got.items():
-        send = statistics.median(s for s, _ in runs)
-        proc = statistics.median(p for _, p in runs)
-        print(
-            f"{name:20} {send:>10,.0f} ({send / base_send:.2f}) "
-            f"{proc:>10,.0f} ({proc / base_proc:.2f})"
-        )
+    print(
+        f"{'variant':20} {'bulk send/s':>18} {'processed/s':>18} {'worker µs/job':>16} "
+        f"{'server µs/job':>16}"
+    )
+    for name in names:
+        cells = []
+        for i, fmt in enumerate(("{:>10,.0f}", "{:>10,.0f}", "{:>8.1f}", "{:>8.1f}")):
+            value = median(name, i)
+            cells.append(f"{fmt.format(value)} ({value / base[i]:.2f})")
+        print(f"{name:20} " + " ".join(f"{c:>18}" for c in cells))
 
 
 if __name__ == "__main__":
