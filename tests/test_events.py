@@ -9,13 +9,17 @@ import itertools
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import attrs
+import orjson
 import trio
+from typer.testing import CliRunner
 
 import trioqueue
 from tests.conftest import Server, make_config, wait_for
+from trioqueue._cli import cli
 from trioqueue._keys import GROUP, PartitionKeys
 
 FAST = trioqueue.Backoff(initial=0.01, factor=1.0, max=0.01, jitter=0.0)
@@ -258,3 +262,42 @@ def test_cursor_positions_cover_every_partition() -> None:
     assert positions("5-1", 3) == ["5-1"] * 3
     assert positions(cursor(["5-1", "7-0"]), 3) == ["5-1", "7-0", "0-0"]
     assert positions("5-1,7-0,9-9", 2) == ["5-1", "7-0"]
+
+
+progress_app = trioqueue.App("progress-cli")
+_cli_gate = {"reported": trio.Event(), "release": trio.Event()}
+
+
+@progress_app.handler(queue="pc")
+async def _report_then_wait(msg: Work) -> None:
+    await trioqueue.report_progress(0.5)
+    _cli_gate["reported"].set()
+    await _cli_gate["release"].wait()
+
+
+async def test_status_job_shows_progress(server: Server, prefix: str, tmp_path: Path) -> None:
+    """``trioqueue status --job ID`` prints the running job's progress (and --json has it)."""
+    _cli_gate.update(reported=trio.Event(), release=trio.Event())
+    config = make_config(server.url, prefix)
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'app = "tests.test_events:progress_app"\n[broker]\nurl = "{server.url}"\n'
+        f'prefix = "{prefix}"\n'
+    )
+    runner = CliRunner()
+    async with (
+        running(progress_app, config),
+        progress_app.connect(server.url, prefix=prefix) as client,
+    ):
+        job = await client.send(Work("ok"))
+        with trio.fail_after(5):
+            await _cli_gate["reported"].wait()
+        try:
+            args = ["status", str(path), "--job", job.id]
+            shown = await trio.to_thread.run_sync(runner.invoke, cli, args)
+            raw = await trio.to_thread.run_sync(runner.invoke, cli, [*args, "--json"])
+        finally:
+            _cli_gate["release"].set()
+    assert shown.exit_code == 0, shown.output
+    assert "progress     0.5" in shown.output
+    assert orjson.loads(raw.output)["progress"] == 0.5
