@@ -301,3 +301,22 @@ async def test_status_job_shows_progress(server: Server, prefix: str, tmp_path: 
     assert shown.exit_code == 0, shown.output
     assert "progress     0.5" in shown.output
     assert orjson.loads(raw.output)["progress"] == 0.5
+
+
+async def test_resent_dead_letter_starts_again_with_sent(server: Server, prefix: str) -> None:
+    """A dead letter sent back (``retry_dead_letters``) gets a fresh ``sent`` event."""
+    app = make_app("dlq-events")
+    config = make_config(server.url, prefix)
+    async with app.connect(server.url, prefix=prefix) as client:
+        async with running(app, config) as sup:
+            job = await client.send(Work("bad"))
+            await wait_for(lambda: sup.statistics().queues["e"].dead == 1)
+        assert await client.retry_dead_letters("e") == (1, 0)
+        kinds: list[str] = []
+        with trio.fail_after(5):
+            async for event in client.events("e", since="0"):
+                kinds.append(event.kind)
+                if len(kinds) == len(BAD) + 1:
+                    break
+    assert event.job_id == job.id
+    assert kinds == [k for k, _ in BAD] + ["sent"]

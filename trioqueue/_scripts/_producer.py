@@ -153,13 +153,14 @@ class Resent:
 
 def dlq_retry_ids(keys: PartitionKeys, ids: Sequence[str]) -> Call[Resent]:
     """Re-send the dead letters ``ids`` as fresh jobs (attempt 1)."""
-    return Call(DLQ_RETRY, [keys.stream, keys.dead], [0, *ids], _resent)
+    return Call(DLQ_RETRY, [keys.stream, keys.dead, keys.meta, keys.events], [0, *ids], _resent)
 
 
 def dlq_retry_range(keys: PartitionKeys, *, start: str, end: str, count: int) -> Call[Resent]:
     """Re-send the next ``count`` dead letters from ``start`` up to ``end`` (ids, or
     ``(id`` for after it, as ``XRANGE`` takes them)."""
-    return Call(DLQ_RETRY, [keys.stream, keys.dead], [count, "", start, end], _resent)
+    call_keys = [keys.stream, keys.dead, keys.meta, keys.events]
+    return Call(DLQ_RETRY, call_keys, [count, "", start, end], _resent)
 
 
 def _resent(raw: Any) -> Resent:
