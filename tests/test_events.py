@@ -320,3 +320,21 @@ async def test_resent_dead_letter_starts_again_with_sent(server: Server, prefix:
                     break
     assert event.job_id == job.id
     assert kinds == [k for k, _ in BAD] + ["sent"]
+
+
+async def test_ordered_queue_retries_in_place_have_their_events(
+    server: Server, prefix: str
+) -> None:
+    """An ordered queue retries in place (no script moves the job): its ``failed``,
+    ``retrying`` and second ``started`` still come, in order, without a due time."""
+    app = make_app("ordered-events", ordered=True)
+    config = make_config(server.url, prefix)
+    async with running(app, config) as sup, app.connect(server.url, prefix=prefix) as client:
+        job = await client.send(Work("flaky"), key="k")
+        await wait_for(lambda: sup.statistics().queues["e"].succeeded == 1)
+        seen: list[trioqueue.JobEvent] = []
+        with trio.fail_after(5):
+            await collect(client, seen, len(FLAKY), "0")
+    assert [(e.kind, e.attempt) for e in seen] == FLAKY
+    assert {e.job_id for e in seen} == {job.id}
+    assert next(e for e in seen if e.kind == "retrying").due_at is None
