@@ -60,6 +60,7 @@ KEY_POSITIONS: dict[str, Callable[[Sequence[list[str]]], range]] = {
             "HGET",
             "HSET",
             "HMGET",
+            "HINCRBY",
             "ZADD",
             "ZREM",
             "ZCARD",

@@ -66,7 +66,7 @@ def test_bare_id_lookup_takes_three_round_trips_over_every_partition() -> None:
     ]
     order = [("alpha", 0), *(("beta", p) for p in home_first("j1", 4))]
     assert [c.key for c in outcomes if isinstance(c, Get)] == [
-        f"tq:{{{q}:{p}}}:result:j1" for q, p in order
+        f"tq:{{{q}:{p}}}:{what}:j1" for what in ("result", "progress") for q, p in order
     ]
     assert all(isinstance(c, Call) and c.script == FIND for c in finds)
     assert len(finds) == len(order)

@@ -19,7 +19,11 @@ from trioqueue._keys import PartitionKeys
 
 PUBLIC = sorted(trioqueue.__all__)
 # Public names that are neither classes nor functions, so carry no __module__ of their own.
-NOT_DEFINITIONS = {"JobState": "a Literal type alias", "__version__": "a string"}
+NOT_DEFINITIONS = {
+    "EventKind": "a Literal type alias",
+    "JobState": "a Literal type alias",
+    "__version__": "a string",
+}
 DEFINITIONS = [name for name in PUBLIC if name not in NOT_DEFINITIONS]
 
 

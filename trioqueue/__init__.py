@@ -16,7 +16,7 @@ from trioqueue._config import (
     WorkerConfig,
 )
 from trioqueue._config_load import load_config
-from trioqueue._context import JobContext, current_job
+from trioqueue._context import JobContext, current_job, report_progress
 from trioqueue._deadletters import DeadLetter
 from trioqueue._errors import (
     BatchFailed,
@@ -33,6 +33,7 @@ from trioqueue._errors import (
     TrioqueueError,
     UnknownMessageType,
 )
+from trioqueue._events import EventKind, JobEvent
 from trioqueue._exports import fixup_module_metadata as _fixup_module_metadata
 from trioqueue._handler import Handler
 from trioqueue._job import Job, JobState, JobStatus
@@ -55,10 +56,12 @@ __all__ = [
     "ConfigError",
     "ConsumerStatistics",
     "DeadLetter",
+    "EventKind",
     "Handler",
     "Job",
     "JobCancelled",
     "JobContext",
+    "JobEvent",
     "JobFailed",
     "JobState",
     "JobStatus",
@@ -78,6 +81,7 @@ __all__ = [
     "__version__",
     "current_job",
     "load_config",
+    "report_progress",
 ]
 
 # Tracebacks, reprs and docs say trioqueue.QueueFull, not trioqueue._errors.QueueFull.

@@ -60,6 +60,8 @@ class App:
         name: str | None = None,
         partitions: int | None = None,
         ordered: bool | None = None,
+        events: bool | None = None,
+        events_max_length: int | None = None,
         run_in: Literal["thread", "process"] | None = None,
         batch_size: int | None = None,
         flush_interval: float = 1.0,
@@ -69,7 +71,8 @@ class App:
         The message type is the annotation of the function's only parameter; it must
         be an attrs class. ``name`` is the type's name on the wire (default: the
         class name). Queue settings given here are defaults the config file can
-        override; handlers sharing a queue must not disagree on them.
+        override; handlers sharing a queue must not disagree on them. ``events``
+        turns on the queue's job event stream (see ``Client.events``).
         An ``async def`` runs in the worker's Trio loop; a plain ``def`` runs in a
         worker thread, or with ``run_in="process"`` in a process pool (``[worker]
         processes``; the function, message and result must be picklable, and a
@@ -99,6 +102,8 @@ class App:
             backoff=backoff,
             partitions=partitions,
             ordered=ordered,
+            events=events,
+            events_max_length=events_max_length,
         )
 
         def register(fn: Callable[[M], Any]) -> Handler[M]:

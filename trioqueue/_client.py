@@ -13,12 +13,14 @@ from trioqueue import _scripts as scripts
 from trioqueue._broker_errors import classify, is_broker_failure
 from trioqueue._connection import Redis, connected
 from trioqueue._core import _commands as cmd
-from trioqueue._core import _dead, _lookup, _pause, _send
+from trioqueue._core import _dead, _events, _lookup, _pause, _send
 from trioqueue._core._base import ClientBase
 from trioqueue._deadletters import DeadLetter
+from trioqueue._events import JobEvent
 from trioqueue._job import Job, JobStatus
 from trioqueue._redact import chainable
 from trioqueue._redis import ReplyError
+from trioqueue._redis._commands import entries
 from trioqueue._scripts import Call
 
 if TYPE_CHECKING:
@@ -30,6 +32,9 @@ __all__ = ["Client"]
 T = TypeVar("T")
 # How long the cleanup of a finished wait may take (its keys expire anyway).
 CLEANUP_TIMEOUT = 5.0
+# Events read per round trip, and how long one read blocks on the server.
+EVENTS_COUNT = 500
+EVENTS_BLOCK_MS = 5000
 
 
 class Client(ClientBase):
@@ -190,6 +195,26 @@ class Client(ClientBase):
         """
         return await self._run(_pause.set_paused(self._core, queue, False))
 
+    async def events(self, queue: str, *, since: str | None = None) -> AsyncIterator[JobEvent]:
+        """Every job event of ``queue`` (``[queues.NAME] events = true``), oldest first,
+        for as long as the caller iterates: ``async for event in client.events(q)``.
+
+        Without ``since``, the events from now on; with ``since=event.id`` (the cursor
+        of an event seen before), the ones right after it, so a listener that
+        reconnects with the last id it saw loses nothing the stream still holds (each
+        partition keeps about ``events_max_length``). ``since="0"``: from the oldest
+        kept. Events of one job come in the order they happened; across partitions,
+        in the order of their stream ids. Stop by leaving the loop or cancelling.
+        """
+        pos = await self._run(_events.start(self._core, queue, since))
+        while True:
+            read = _events.read(
+                self._core, queue, pos, count=EVENTS_COUNT, block_ms=EVENTS_BLOCK_MS
+            )
+            batch, pos = await self._run(read)
+            for event in batch:
+                yield event
+
     async def _run(self, op: cmd.Op[T]) -> T:
         """Drive ``op`` to its end on this client's connection."""
         steps = cmd.Steps(op)
@@ -238,6 +263,12 @@ class Client(ClientBase):
                 return await self.redis.xrange(key, start, end, count=count)
             case cmd.XDel(key, ids):
                 return await self.redis.xdel(key, list(ids))
+            case cmd.XRead(streams, count, block_ms):
+                args: list[Any] = ["XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS"]
+                args += [k for k, _ in streams] + [i for _, i in streams]
+                raw = await self.redis.execute_blocking(args, block=block_ms / 1000)
+                items = raw.items() if isinstance(raw, dict) else (raw or ())
+                return [(_text(name), entries(got)) for name, got in items]
             case cmd.Pipeline():
                 return await self._pipeline(command)
         raise TypeError(f"not a command: {command!r}")
@@ -269,6 +300,10 @@ class Client(ClientBase):
                 for c in commands
             ]
         )
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _noscript(reply: object) -> bool:

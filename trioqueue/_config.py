@@ -61,6 +61,8 @@ class QueueOptions:
     backoff: Backoff | None = None
     partitions: int | None = None
     ordered: bool | None = None
+    events: bool | None = None
+    events_max_length: int | None = None
 
 
 @attrs.frozen
@@ -79,6 +81,10 @@ class QueueSettings:
     backoff: Backoff = Backoff()
     partitions: int = 1
     ordered: bool = False
+    # Whether job state changes are written to the partition's event stream, and
+    # about how many events each partition's stream keeps (XADD MAXLEN ~).
+    events: bool = False
+    events_max_length: int = 5000
 
     @classmethod
     def resolve(cls, name: str, *layers: QueueOptions, concurrency: int) -> QueueSettings:
@@ -124,11 +130,14 @@ class MetricsConfig:
     Without ``port`` no server runs (``trioqueue run --metrics-port N`` sets one);
     ``port = 0`` picks a free port (see ``Supervisor.metrics_port``). ``refresh`` is how
     often, in seconds, the broker-side gauges (backlog, delayed, dead) are read.
+    ``history_hours``: how long the per-minute job history kept in the broker lives
+    (0 = none is written).
     """
 
     port: int | None = None
     host: str = "127.0.0.1"
     refresh: float = 15.0
+    history_hours: float = 24.0
 
 
 @attrs.frozen

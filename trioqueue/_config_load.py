@@ -181,6 +181,7 @@ def _check_ranges(cfg: Config) -> list[str]:
     if not m.host:
         problems.append('metrics.host: expected a host name or address, got ""')
     positive("metrics.refresh", m.refresh)
+    positive("metrics.history_hours", m.history_hours, zero_ok=True)
     if ":" not in cfg.app:
         problems.append(f'app: expected "module:attribute", got "{cfg.app}"')
     for i, s in enumerate(cfg.schedules):
@@ -212,6 +213,7 @@ def _check_ranges(cfg: Config) -> list[str]:
         positive(f"{base}.max_message_bytes", q.max_message_bytes)
         positive(f"{base}.result_ttl", q.result_ttl, zero_ok=True)
         positive(f"{base}.partitions", q.partitions)
+        positive(f"{base}.events_max_length", q.events_max_length)
         if q.partitions is not None and q.partitions > 1024:
             problems.append(f"{base}.partitions: expected at most 1024, got {q.partitions}")
         if q.backoff is not None:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 
@@ -38,6 +38,9 @@ class JobStatus:
     failed attempt waits for its backoff (``due_at``, ``error``); ``succeeded``,
     ``failed`` (dead-lettered) and ``cancelled`` are kept for ``result_ttl``;
     ``unknown``: never sent, or its outcome expired.
+
+    ``progress`` is the latest value its handler passed to ``report_progress`` (None
+    if it reported none), kept while it runs and for ``result_ttl`` after.
     """
 
     job_id: str
@@ -50,3 +53,4 @@ class JobStatus:
     due_at: dt.datetime | None = None
     worker: str | None = None
     error: str | None = None
+    progress: Any = None

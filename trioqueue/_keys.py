@@ -100,6 +100,20 @@ class PartitionKeys:
         """Partition 0's only: ``1`` while the queue is paused (see pause.lua)."""
         return f"{self.tag}:paused"
 
+    def history(self, minute: int) -> str:
+        """Job counts and handler time of one minute (epoch minutes), kept
+        ``[metrics] history_hours``: summed over partitions when read."""
+        return f"{self.tag}:history:{minute}"
+
+    @property
+    def events(self) -> str:
+        """The partition's capped stream of job events (``[queues.NAME] events``)."""
+        return f"{self.tag}:events"
+
+    def progress(self, job_id: str) -> str:
+        """The latest progress a running job reported (JSON), kept ``result_ttl``."""
+        return f"{self.tag}:progress:{job_id}"
+
     def cancel_marker(self, job_id: str) -> str:
         """Asks the worker running the job to cancel it (read by its renewal)."""
         return f"{self.tag}:cancel:{job_id}"

@@ -7,10 +7,11 @@ from typing import Any
 
 import orjson
 
+from trioqueue import _history
 from trioqueue import _scripts as scripts
 from trioqueue._connection import Redis, as_text
 from trioqueue._keys import GROUP, PartitionKeys, member_key, members_key
-from trioqueue._redis import ClusterRedis
+from trioqueue._redis import ClusterRedis, field_map
 
 
 async def partition_count(redis: Redis, prefix: str, queue: str, default: int = 1) -> int:
@@ -23,7 +24,8 @@ async def collect_status(
     redis: Redis, prefix: str, queues: Iterable[str], ordered: Iterable[str] = ()
 ) -> dict[str, Any]:
     """One JSON-ready document: the live ``members`` (each with the partitions it owns
-    per ordered queue) and per-queue ``partitions`` figures."""
+    per ordered queue) and per-queue ``partitions`` figures, with the queue's last
+    minutes of ``history`` and the ``rates`` over them."""
     # TIME through a script: the client's TIME reply loses the milliseconds, and a
     # member whose heartbeat expired within the last second would still look live.
     now_ms = await scripts.run(redis, scripts.server_time()) // 1000
@@ -51,8 +53,26 @@ async def collect_status(
             "paused": bool(await redis.exists([PartitionKeys(prefix, queue).paused])),
             "partitions": partitions,
         }
+        history = await queue_history(redis, prefix, queue, len(partitions), now_ms)
+        out["queues"][queue]["history"] = history
+        out["queues"][queue]["rates"] = _history.rates(history, now_ms)
     out["members"] = list(members.values())
     return out
+
+
+async def queue_history(
+    redis: Redis, prefix: str, queue: str, partitions: int, now_ms: int
+) -> list[dict[str, Any]]:
+    """The queue's last ``RATE_MINUTES`` minutes of history (the current one last),
+    each summed over its partitions: one pipelined round trip."""
+    minutes = _history.minutes_before(now_ms)
+    keys = [PartitionKeys(prefix, queue, p) for p in range(max(partitions, 1))]
+    replies = await redis.pipeline([("HGETALL", k.history(m)) for m in minutes for k in keys])
+    n = len(keys)
+    return [
+        _history.summed(m, (_hash(r) for r in replies[i * n : (i + 1) * n]))
+        for i, m in enumerate(minutes)
+    ]
 
 
 async def _partition(redis: Redis, keys: PartitionKeys) -> dict[str, Any]:
@@ -83,3 +103,10 @@ async def _partition(redis: Redis, keys: PartitionKeys) -> dict[str, Any]:
         # On a cluster, the primary that holds the partition's keys (one hash slot).
         "node": redis.node_of(keys.stream) if isinstance(redis, ClusterRedis) else None,
     }
+
+
+def _hash(reply: Any) -> dict[Any, Any]:
+    """An ``HGETALL`` reply (a flat list, or a map) as a dict."""
+    if isinstance(reply, dict):
+        return reply
+    return field_map(reply) or {}

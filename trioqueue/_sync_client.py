@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import suppress
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -19,9 +19,10 @@ from trioqueue import _scripts as scripts
 from trioqueue._broker_errors import classify_sync
 from trioqueue._connection import check_url
 from trioqueue._core import _commands as cmd
-from trioqueue._core import _lookup, _pause, _send
+from trioqueue._core import _events, _lookup, _pause, _send
 from trioqueue._core._base import ClientBase
 from trioqueue._errors import BrokerError
+from trioqueue._events import JobEvent
 from trioqueue._job import Job, JobStatus
 from trioqueue._redact import chainable, redact, redact_url
 from trioqueue._scripts import Call
@@ -53,6 +54,8 @@ class SyncClient(ClientBase):
     ) -> None:
         super().__init__(app, prefix=prefix, config=config, url=url)
         check_url(url)
+        # An events read blocks on the server: well within the socket timeout.
+        self._events_block_ms = max(1, min(5000, int(socket_timeout * 500)))
         kwargs: dict[str, Any] = {
             "socket_connect_timeout": connect_timeout,
             "socket_timeout": socket_timeout,
@@ -158,6 +161,15 @@ class SyncClient(ClientBase):
         """Resume a paused ``queue``; see ``Client.resume`` (False if it was not paused)."""
         return self._run(_pause.set_paused(self._core, queue, False))
 
+    def events(self, queue: str, *, since: str | None = None) -> Iterator[JobEvent]:
+        """Every job event of ``queue``, as a blocking iterator: see ``Client.events``
+        (the same cursors, ``since`` and order)."""
+        pos = self._run(_events.start(self._core, queue, since))
+        while True:
+            read = _events.read(self._core, queue, pos, count=500, block_ms=self._events_block_ms)
+            batch, pos = self._run(read)
+            yield from batch
+
     def _run(self, op: cmd.Op[T]) -> T:
         """Drive ``op`` to its end on this client's redis-py connection."""
         steps = cmd.Steps(op)
@@ -204,6 +216,10 @@ class SyncClient(ClientBase):
                 return r.xrange(key, start, end, count=count)
             case cmd.XDel(key, ids):
                 return r.xdel(key, *ids)
+            case cmd.XRead(streams, count, block_ms):
+                got = r.xread(dict(streams), count=count, block=block_ms) or []
+                pairs = got.items() if isinstance(got, dict) else got
+                return [(_text(name), [(_text(i), f) for i, f in items]) for name, items in pairs]
             case cmd.Pipeline():
                 return self._pipeline(command)
         raise TypeError(f"not a command: {command!r}")
@@ -232,3 +248,7 @@ class SyncClient(ClientBase):
                     pipe.evalsha(c.script.sha, len(c.keys), *c.keys, *c.args)
             replies: list[Any] = pipe.execute()
         return replies
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

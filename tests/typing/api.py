@@ -39,6 +39,8 @@ async def send_welcome(msg: SendWelcome) -> None:
     assert_type(job, trioqueue.JobContext)
     assert_type(job.attempt, int)
     assert_type(job.fencing_token, tuple[int, int])
+    assert_type(await trioqueue.report_progress(0.5), bool)
+    assert_type(await trioqueue.report_progress({"step": 2, "of": 3}), bool)
     if job.attempt == 1:
         raise trioqueue.Retry(delay=2.0)
     raise trioqueue.Reject("no such address")
@@ -94,6 +96,7 @@ async def produce(url: str) -> None:
         assert_type(status.attempts, int)
         assert_type(status.enqueued_at, dt.datetime | None)
         assert_type(status.error, str | None)
+        assert_type(status.progress, Any)
         assert_type(await client.status("job-id", queue="emails"), trioqueue.JobStatus)
         assert_type(await client.cancel(job), str)
         assert_type(await client.partitions("emails"), int)
@@ -114,6 +117,15 @@ async def produce(url: str) -> None:
         assert_type(await client.purge_dead_letters("emails"), int)
         assert_type(await client.pause("emails"), bool)
         assert_type(await client.resume("emails"), bool)
+        async for event in client.events("emails", since=None):
+            assert_type(event, trioqueue.JobEvent)
+            assert_type(event.kind, trioqueue.EventKind)
+            assert_type(event.id, str)
+            assert_type(event.attempt, int | None)
+            assert_type(event.at, dt.datetime)
+            async for _ in client.events("emails", since=event.id):
+                break
+            break
 
 
 def produce_sync(url: str) -> None:
@@ -140,6 +152,10 @@ def produce_sync(url: str) -> None:
         assert_type(client.partitions("words"), int)
         assert_type(client.pause("words"), bool)
         assert_type(client.resume("words"), bool)
+        for event in client.events("words", since="0"):
+            assert_type(event, trioqueue.JobEvent)
+            assert_type(event.error, str | None)
+            break
 
 
 async def work(path: Path) -> None:

@@ -1,4 +1,5 @@
-"""``trioqueue status``: every queue's partitions and the live members, as tables or JSON."""
+"""``trioqueue status``: every queue's partitions, its rates over the last 5 minutes (from
+the history in the broker) and the live members, as tables or JSON."""
 
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ def status(
     job: Annotated[str | None, typer.Option("--job", help="Show this job's state instead.")] = None,
     queue: QueueOpt = None,
 ) -> None:
-    """Show each queue's backlog, in-flight, delayed and dead jobs, and live members
-    (or, with --job, one job's state)."""
+    """Show each queue's backlog, in-flight, delayed and dead jobs, its job rates over
+    the last 5 minutes, and live members (or, with --job, one job's state)."""
     cfg, app = load(config)
     if job is not None:
         job_status(cfg, app, job, queue, as_json)
@@ -71,6 +72,7 @@ def status(
                 *((p["node"] or "?",) if on_cluster else ()),
             )
     out.print(table)
+    out.print(_rates_table(doc))
     for name, q in doc["queues"].items():
         for p in q["partitions"]:
             if p.get("lost"):
@@ -86,3 +88,21 @@ def status(
         owns = "; ".join(f"{q}: {', '.join(map(str, ps))}" for q, ps in m["partitions"].items())
         members.add_row(m["id"], ", ".join(m["queues"]), owns or "-")
     out.print(members)
+
+
+def _rates_table(doc: dict[str, Any]) -> Table:
+    """Per queue: jobs per second over the last 5 minutes (the current one included),
+    the mean handler time, and the counts of the current minute (ok/failed/dead)."""
+    table = Table(title="rates over the last 5 minutes, jobs/s")
+    names = ("succeeded", "failed", "retried", "dead", "cancelled")
+    for col in ("queue", *names, "ms/run", "this minute"):
+        table.add_column(col, justify="left" if col == "queue" else "right")
+    for name, q in doc["queues"].items():
+        r, now = q["rates"], q["history"][-1]
+        table.add_row(
+            name,
+            *(f"{r[f'{k}_per_second']:.2f}" for k in names),
+            f"{r['handler_ms_mean']:.2f}",
+            f"{now['succeeded']}/{now['failed']}/{now['dead']}",
+        )
+    return table

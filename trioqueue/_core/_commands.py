@@ -84,6 +84,17 @@ class XRange:
 
 
 @attrs.frozen
+class XRead:
+    """``XREAD COUNT count BLOCK block_ms STREAMS keys... ids...`` (``streams``: key,
+    id pairs); replies ``[(stream key as text, [(entry id as text, {field: value})])]``,
+    ``[]`` when nothing came within ``block_ms``."""
+
+    streams: tuple[tuple[str, str], ...]
+    count: int
+    block_ms: int
+
+
+@attrs.frozen
 class XDel:
     """``XDEL key ids...``; replies how many were deleted."""
 
@@ -131,6 +142,7 @@ Command: TypeAlias = (
     | Delete
     | XLen
     | XRange
+    | XRead
     | XDel
     | Call[Any]
     | Pipeline

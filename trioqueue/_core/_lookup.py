@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import attrs
+import orjson
 
 from trioqueue import _scripts as scripts
 from trioqueue._core._base import Core
@@ -39,7 +40,7 @@ _SETTLED = ("succeeded", "failed", "cancelled")
 def status(core: Core, job: Job | str, queue: str | None) -> Op[JobStatus]:
     """The job's current state (see ``Client.status``)."""
     candidates = yield from _candidates(core, job, queue)
-    found = yield from _first_known(core, candidates)
+    found = yield from _first_known(core, candidates, with_progress=True)
     if found is not None:
         return found[1]
     if isinstance(job, Job):
@@ -153,19 +154,44 @@ def _candidates(core: Core, job: Job | str, queue: str | None) -> Op[list[Job]]:
     return [Job(id=job, queue=q, partition=p) for q in queues for p in home_first(job, counts[q])]
 
 
-def _outcomes(core: Core, candidates: Sequence[Job]) -> Op[list[bytes | None]]:
+def _outcomes(
+    core: Core, candidates: Sequence[Job], *, with_progress: bool = False
+) -> Op[list[bytes | None]]:
+    """Each candidate's outcome document (None: none stored), in one round trip;
+    ``with_progress``: then each one's progress value too, after them."""
     if not candidates:
         return []
-    docs: list[bytes | None] = yield Pipeline(
-        tuple(Get(core.keys(c.queue, c.partition).result(c.id)) for c in candidates)
-    )
+    gets = [Get(core.keys(c.queue, c.partition).result(c.id)) for c in candidates]
+    if with_progress:
+        gets += [Get(core.keys(c.queue, c.partition).progress(c.id)) for c in candidates]
+    docs: list[bytes | None] = yield Pipeline(tuple(gets))
     return docs
 
 
-def _first_known(core: Core, candidates: Sequence[Job]) -> Op[tuple[Job, JobStatus] | None]:
+def _first_known(
+    core: Core, candidates: Sequence[Job], *, with_progress: bool = False
+) -> Op[tuple[Job, JobStatus] | None]:
     """The first candidate that knows the job, as a ``Job`` with its entry id when it is
-    in a stream, and the job's status there."""
-    docs = yield from _outcomes(core, candidates)
+    in a stream, and the job's status there (``with_progress``: with its progress)."""
+    docs = yield from _outcomes(core, candidates, with_progress=with_progress)
+    progress = docs[len(candidates) :] if with_progress else [None] * len(candidates)
+    found = yield from _located(core, candidates, docs[: len(candidates)])
+    if found is None:
+        return None
+    where, known = found
+    value = next(
+        (p for c, p in zip(candidates, progress, strict=True) if c.partition == where.partition
+         and c.queue == where.queue),
+        None,
+    )  # fmt: skip
+    if value is not None:
+        known = attrs.evolve(known, progress=orjson.loads(value))
+    return where, known
+
+
+def _located(
+    core: Core, candidates: Sequence[Job], docs: Sequence[bytes | None]
+) -> Op[tuple[Job, JobStatus] | None]:
     for candidate, doc in zip(candidates, docs, strict=True):
         if doc is not None:
             return candidate, _settled_status(candidate, Outcome.from_json(doc))

@@ -113,6 +113,7 @@ def send_encoded(
         max_message_bytes=settings.max_message_bytes,
         unique=unique,
         due=due,
+        events_max=settings.events_max_length if settings.events else 0,
     )
     return [
         Job(

@@ -1,16 +1,19 @@
 #!lua
 -- cancel: remove a job still waiting, or ask the worker running it to cancel it.
--- KEYS: stream, delayed, and the job's cancel marker, result, wait, done and unique keys
+-- KEYS: stream, delayed, and the job's cancel marker, result, wait, done and unique keys,
+--       then the partition's meta hash and events stream
 -- ARGV: group, job id, entry id ('' = search the stream), result_ttl_ms, scan limit,
 --       control channel, outcome document for a removed job
 -- Reply: 'removed', 'running' or 'unknown'
 -- A job still waiting (in the stream, not delivered, or in the delayed set) is removed
 -- and recorded as cancelled (the document: trioqueue/_outcome.py). A job being run
 -- gets a cancel marker (seen by the owner's renewal, touch.lua) and a message on the
--- control channel (seen at once).
+-- control channel (seen at once). A removed job gets a 'cancelled' event when the meta
+-- hash's `events` length turns events on.
 -- @include locate
 -- @include store_outcome
 -- @include release_unique
+-- @include emit
 local stream, delayed, marker = KEYS[1], KEYS[2], KEYS[3]
 local group, job = ARGV[1], ARGV[2]
 local ttl = tonumber(ARGV[4])
@@ -28,4 +31,6 @@ else
 end
 store_outcome(KEYS[4], KEYS[5], KEYS[6], ARGV[7], ttl)
 release_unique(KEYS[7], ttl)
+emit(KEYS[9], tonumber(redis.call('HGET', KEYS[8], 'events') or '0'),
+     {'kind', 'cancelled', 'job', job})
 return 'removed'

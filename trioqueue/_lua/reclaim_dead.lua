@@ -2,10 +2,11 @@
 -- reclaim_dead: claim entries that went past max_deliveries (listed by reclaim.lua) and
 -- move them to the dead-letter stream, storing each job's outcome and releasing its
 -- unique key, in one step per entry.
--- KEYS: stream, dead, then per entry its job's result, wait, done and unique keys (in
---       that order)
+-- KEYS: stream, dead, events, then per entry its job's result, wait, done and unique
+--       keys (in that order)
 -- ARGV: group, consumer, min_idle_ms, max_deliveries, worker id, result_ttl_ms, own ('1'
---       = the caller's own entries too), then pairs of (entry id, index of its result key)
+--       = the caller's own entries too), events max length (0 = no events), then
+--       triples of (entry id, index of its result key, job id)
 -- Reply: {dead_count, lost_count}
 -- Each entry is checked again: one settled, renewed or taken by someone else since
 -- reclaim.lua listed it is left alone.
@@ -16,11 +17,13 @@
 -- @include now_ms
 -- @include store_outcome
 -- @include release_unique
+-- @include emit
+-- @include field
 local stream, dead, group, me = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
 local min_idle, max_deliveries, worker = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
-local ttl, own = tonumber(ARGV[6]), ARGV[7] == '1'
+local ttl, own, maxlen = tonumber(ARGV[6]), ARGV[7] == '1', tonumber(ARGV[8])
 local dead_n, lost_n = 0, 0
-for i = 8, #ARGV - 1, 2 do
+for i = 9, #ARGV - 2, 3 do
   local id, k = ARGV[i], tonumber(ARGV[i + 1])
   local p = redis.call('XPENDING', stream, group, id, id, 1)[1]
   local deliveries = p and tonumber(p[4]) + 1
@@ -50,6 +53,10 @@ for i = 8, #ARGV - 1, 2 do
         state = 'failed', error_type = 'MaxDeliveriesExceeded',
         error = 'delivered ' .. deliveries .. ' times'}), ttl)
       release_unique(KEYS[k + 3], ttl)
+      emit(KEYS[3], maxlen, {'kind', 'dead', 'job', ARGV[i + 2], 'attempt',
+                             field(fields, 'attempt') or '1',
+                             'error_type', 'MaxDeliveriesExceeded',
+                             'error', 'delivered ' .. deliveries .. ' times'})
       dead_n = dead_n + 1
     end
   end

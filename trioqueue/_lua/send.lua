@@ -1,21 +1,23 @@
 #!lua
 -- send: enqueue jobs on one partition, now or later, checking the queue's bounds.
--- KEYS: stream, meta, delayed, then (only when unique) one unique key per job, in job
---       order (P:{Q:N}:unique:J)
+-- KEYS: stream, meta, delayed, events, then (only when unique) one unique key per job,
+--       in job order (P:{Q:N}:unique:J)
 -- ARGV: max_length (0 = none), max_message_bytes (0 = none), unique ('1' = the job ids
 --       were chosen by the caller: enqueue each at most once), due (0 = now; > 0 =
 --       epoch ms; < 0 = -delay ms from the server's clock), n, then n x (job id, type,
---       body, key ('' = none))
+--       body, key ('' = none)), then the events max length (0 = none)
 -- Reply: {entry ids ('' for delayed jobs), duplicate flags (1 = already enqueued)}
 -- Errors: QUEUEFULL <max_length>, TOOLARGE <size> <limit>; nothing is added then.
--- Bounds stored in the meta hash (written from the config by workers and `check`) win
--- over the caller's. Stream fields and the delayed-set document:
+-- Bounds and the events length stored in the meta hash (written from the config by
+-- workers and `check`) win over the caller's. One 'sent' event per job enqueued. Stream fields and the delayed-set document:
 -- docs/reference/wire-format.md; in Python, trioqueue/_envelope.py.
 -- @include now_ms
-local meta = redis.call('HMGET', KEYS[2], 'max_length', 'max_message_bytes')
+-- @include emit
+local meta = redis.call('HMGET', KEYS[2], 'max_length', 'max_message_bytes', 'events')
 local maxlen = tonumber(meta[1] or ARGV[1])
 local maxbytes = tonumber(meta[2] or ARGV[2])
 local unique, due, n = ARGV[3] == '1', tonumber(ARGV[4]), tonumber(ARGV[5])
+local events_max = tonumber(meta[3] or ARGV[6 + n * 4] or '0')
 if maxlen > 0 and redis.call('XLEN', KEYS[1]) + n > maxlen then
   return redis.error_reply('QUEUEFULL ' .. maxlen)
 end
@@ -34,7 +36,7 @@ local ids, dups = {}, {}
 for i = 0, n - 1 do
   local b = 6 + i * 4
   local job, typ, body, key = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
-  local ukey = KEYS[4 + i]
+  local ukey = KEYS[5 + i]
   if unique and redis.call('EXISTS', ukey) == 1 then
     ids[i + 1] = redis.call('GET', ukey)
     dups[i + 1] = 1
@@ -54,6 +56,9 @@ for i = 0, n - 1 do
     end
     if unique then redis.call('SET', ukey, ids[i + 1]) end
     dups[i + 1] = 0
+    local event = {'kind', 'sent', 'job', job, 'attempt', 1, 'type', typ}
+    if due > 0 then event[#event + 1] = 'due'; event[#event + 1] = due end
+    emit(KEYS[4], events_max, event)
   end
 end
 return {ids, dups}

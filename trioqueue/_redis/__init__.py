@@ -16,6 +16,7 @@ from trioqueue._redis._address import parse_url as parse_url
 from trioqueue._redis._client import Redis as Redis
 from trioqueue._redis._cluster import ClusterRedis as ClusterRedis
 from trioqueue._redis._commands import Entry as Entry
+from trioqueue._redis._commands import field_map as field_map
 from trioqueue._redis._connection import Arg as Arg
 from trioqueue._redis._errors import ConnectionLost as ConnectionLost
 from trioqueue._redis._errors import RedisError as RedisError

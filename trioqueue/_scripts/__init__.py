@@ -60,9 +60,13 @@ from trioqueue._scripts._settle import Claimed as Claimed
 from trioqueue._scripts._settle import Promoted as Promoted
 from trioqueue._scripts._settle import Reclaimed as Reclaimed
 from trioqueue._scripts._settle import ReclaimedDead as ReclaimedDead
+from trioqueue._scripts._settle import Signals as Signals
+from trioqueue._scripts._settle import Started as Started
+from trioqueue._scripts._settle import Tally as Tally
 from trioqueue._scripts._settle import Touched as Touched
 from trioqueue._scripts._settle import ack as ack
 from trioqueue._scripts._settle import dead as dead
+from trioqueue._scripts._settle import progress as progress
 from trioqueue._scripts._settle import promote as promote
 from trioqueue._scripts._settle import reclaim as reclaim
 from trioqueue._scripts._settle import reclaim_dead as reclaim_dead

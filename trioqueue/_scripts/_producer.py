@@ -36,16 +36,19 @@ def send(
     max_message_bytes: int,
     unique: bool,
     due: int,
+    events_max: int = 0,
 ) -> Call[Sent]:
     """Enqueue ``items`` on one partition; ``unique``: the ids were chosen by the caller
     (each is enqueued at most once); ``due``: 0 now, > 0 epoch ms, < 0 minus a delay in
-    ms. Raises ``QueueFull``, ``MessageTooLarge`` or ``BrokerError`` (wrong key type)."""
-    call_keys = [keys.stream, keys.meta, keys.delayed]
+    ms; ``events_max``: the caller's event stream length (the meta hash's wins).
+    Raises ``QueueFull``, ``MessageTooLarge`` or ``BrokerError`` (wrong key type)."""
+    call_keys = [keys.stream, keys.meta, keys.delayed, keys.events]
     args: list[Arg] = [max_length, max_message_bytes, "1" if unique else "", due, len(items)]
     for job_id, type_name, body, key in items:
         args += [job_id, type_name, body, key]
         if unique:
             call_keys.append(keys.unique(job_id))
+    args.append(events_max)
     return Call(
         SEND,
         call_keys,
@@ -82,6 +85,8 @@ def cancel(
         keys.cancel_marker(job_id),
         *keys.outcome(job_id),
         keys.unique(job_id),
+        keys.meta,
+        keys.events,
     ]
     args: list[Arg] = [GROUP, job_id, entry_id, result_ttl_ms, scan_limit, channel, outcome]
     return Call(CANCEL, call_keys, args, _cancelled)
@@ -148,13 +153,14 @@ class Resent:
 
 def dlq_retry_ids(keys: PartitionKeys, ids: Sequence[str]) -> Call[Resent]:
     """Re-send the dead letters ``ids`` as fresh jobs (attempt 1)."""
-    return Call(DLQ_RETRY, [keys.stream, keys.dead], [0, *ids], _resent)
+    return Call(DLQ_RETRY, [keys.stream, keys.dead, keys.meta, keys.events], [0, *ids], _resent)
 
 
 def dlq_retry_range(keys: PartitionKeys, *, start: str, end: str, count: int) -> Call[Resent]:
     """Re-send the next ``count`` dead letters from ``start`` up to ``end`` (ids, or
     ``(id`` for after it, as ``XRANGE`` takes them)."""
-    return Call(DLQ_RETRY, [keys.stream, keys.dead], [count, "", start, end], _resent)
+    call_keys = [keys.stream, keys.dead, keys.meta, keys.events]
+    return Call(DLQ_RETRY, call_keys, [count, "", start, end], _resent)
 
 
 def _resent(raw: Any) -> Resent:

@@ -63,10 +63,15 @@ class Consumer:
         self.inflight = InFlight(settings.concurrency)
         self._revoked_at: float | None = None
         self._acker = Acker(
-            ctx, self.keys, self.inflight, self.stats, result_ttl=settings.result_ttl
+            ctx,
+            self.keys,
+            self.inflight,
+            self.stats,
+            result_ttl=settings.result_ttl,
+            events_max=settings.events_max_length if settings.events else 0,
         )
         self._settler = Settler(
-            ctx, self.keys, settings, self.stats, poke_scheduler=ctx.poke_scheduler
+            ctx, self.keys, settings, self.stats, self._acker, poke_scheduler=ctx.poke_scheduler
         )
         self._renewer = Renewer(
             ctx,

@@ -63,6 +63,7 @@ class WorkerContext:
         poke_scheduler: wakes the scheduler loop (a retry was scheduled).
         pauses: which queues are paused (the fetchers check it before each read).
         metrics: the worker's Prometheus metrics (histograms per queue).
+        history_ttl_ms: how long a minute of job history is kept (0: none written).
     """
 
     app: App
@@ -80,6 +81,7 @@ class WorkerContext:
     poke_scheduler: Callable[[], None]
     pauses: Pauses
     metrics: WorkerMetrics
+    history_ttl_ms: int = 0
 
     @property
     def block_ms(self) -> int:

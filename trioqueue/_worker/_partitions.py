@@ -32,14 +32,19 @@ log = logging.getLogger("trioqueue.worker.partitions")
 
 
 async def store_queue_bounds(redis: Redis, prefix: str, settings: Iterable[Any]) -> None:
-    """Write each queue's bounds to its meta hash so every producer enforces them."""
+    """Write each queue's bounds (and its event stream length, 0 = events off) to its
+    meta hash so every producer enforces them."""
     for s in settings:
         # Every partition's meta hash: the send script reads the one of its hash tag.
         for partition in range(s.partitions):
             meta = PartitionKeys(prefix, s.name, partition).meta
             await redis.hset(
                 meta,
-                {"max_length": s.max_length or 0, "max_message_bytes": s.max_message_bytes},
+                {
+                    "max_length": s.max_length or 0,
+                    "max_message_bytes": s.max_message_bytes,
+                    "events": s.events_max_length if s.events else 0,
+                },
             )
 
 

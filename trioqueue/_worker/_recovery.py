@@ -210,6 +210,7 @@ async def take_over(
         bury = scripts.reclaim_dead(
             keys, consumer=me, min_idle_ms=min_idle_ms, max_deliveries=limit, worker=me,
             result_ttl_ms=ttl_ms, own=own, entries=got.over,
+            events_max=settings.events_max_length if settings.events else 0,
         )  # fmt: skip
         buried = await scripts.run(ctx.redis, bury)
         dead, lost = buried.dead, buried.lost

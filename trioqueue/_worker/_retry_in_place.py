@@ -55,7 +55,7 @@ class RetryInPlace:
         if isinstance(exc, Reject) or env.attempt > s.retries:
             await self._settler.fail(env, exc)
             return None
-        self._stats.failed += 1
+        self._settler.failed_in_place(env, exc)
         if isinstance(exc, Retry):
             delay = exc.delay
         else:
@@ -75,5 +75,5 @@ class RetryInPlace:
         running = self._inflight.running.get(env.entry_id)
         if running is None or running.fenced or self._stopping():
             return None  # left pending: the next owner (or our next start) retries it
-        self._stats.retried += 1
+        self._settler.retrying_in_place(env)
         return attrs.evolve(env, attempt=env.attempt + 1)

@@ -27,6 +27,7 @@ dead-lettered with the reason; a result that cannot be stored fails the attempt.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -39,7 +40,7 @@ import trio_parallel
 
 from trioqueue import _outcome
 from trioqueue._config import QueueSettings
-from trioqueue._context import JobContext, _current
+from trioqueue._context import JobContext, _current, _reporter
 from trioqueue._converter import describe_structure_error
 from trioqueue._envelope import Envelope, EnvelopeError
 from trioqueue._handler import Handler
@@ -149,6 +150,7 @@ class Runner:
             batcher.flush()
 
     async def _serve(self) -> None:
+        _reporter.set(self._settler.progress)  # report_progress() in this task's jobs
         carry: _Work | None = None
         while True:
             unsettled: tuple[_Work, _Outcome] | None = None
@@ -216,7 +218,7 @@ class Runner:
     def _cancelled(self, env: Envelope) -> None:
         log.info("job %s on queue %s cancelled on request", env.job_id, self._settings.name)
         doc = _outcome.cancelled(attempts=env.attempt, enqueued=env.enqueued_ms)
-        self._acker.add(env.entry_id, env.job_id, doc, env.unique, cancelled=True)
+        self._acker.add(env.entry_id, env.job_id, doc, env.unique, env.attempt, cancelled=True)
 
     async def _attempt(self, work: _Work, running: Running) -> _Outcome | None:
         """Call the handler once; None if the job was settled without a call."""
@@ -257,11 +259,12 @@ class Runner:
             epoch=self._epoch,
         )
         outcome = _Outcome()
-        timings = self._timings
-        if timings is not None:
-            if work.first:
-                timings.wait.observe(since_entry(env.entry_id))
-            started = time.perf_counter()
+        timings, acker = self._timings, self._acker
+        if timings is not None and work.first:
+            timings.wait.observe(since_entry(env.entry_id))
+        if acker.events_max:
+            acker.started(env.job_id, env.attempt)
+        started = time.perf_counter()
         token = _current.set(job)
         running.in_handler = True
         try:
@@ -279,8 +282,10 @@ class Runner:
         finally:
             running.in_handler = False
             _current.reset(token)
+            elapsed = time.perf_counter() - started
+            acker.timed(elapsed)  # the history's handler time
             if timings is not None:
-                timings.duration.observe(time.perf_counter() - started)
+                timings.duration.observe(elapsed)
         return outcome
 
     async def _conclude(self, work: _Work, running: Running, outcome: _Outcome) -> _Work | None:
@@ -302,7 +307,7 @@ class Runner:
                     # would take down the consumer and every other job with it.
                     error = exc
             if error is None:
-                self._acker.add(env.entry_id, env.job_id, stored, env.unique)
+                self._acker.add(env.entry_id, env.job_id, stored, env.unique, env.attempt)
                 return None
         again = await self.on_failure(env, error, work.deliveries)
         if again is None:
@@ -336,15 +341,9 @@ class Runner:
         batcher = self._batchers.get(handler.type_name)
         if batcher is None:
             assert handler.batch_size is not None and self._nursery is not None
-
-            async def call(msgs: list[Any]) -> Any:
-                return await self._invoke(handler, msgs)
-
             batcher = self._batchers[handler.type_name] = Batcher(
-                call,
-                batch_size=handler.batch_size,
-                flush_interval=handler.flush_interval,
-                timeout=self._settings.timeout,
+                functools.partial(self._invoke, handler), batch_size=handler.batch_size,
+                flush_interval=handler.flush_interval, timeout=self._settings.timeout,
                 nursery=self._nursery,
-            )
+            )  # fmt: skip
         return batcher

@@ -8,6 +8,10 @@ is counted and logged, never applied.
 
 Error handling: settlements are retried through outages until they get through (the
 job has run: its outcome must not be lost).
+
+Signals: the history counts the consumer's statistics, written by the acker's next
+call (woken here); the scripts write the jobs' events, after the acker's pending ones. A
+handler's progress (``report_progress``) is stored here too, fenced like a settlement.
 """
 
 from __future__ import annotations
@@ -18,20 +22,26 @@ import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import orjson
 import trio
 
 from trioqueue import _deadletters
 from trioqueue import _scripts as scripts
 from trioqueue._config import QueueSettings
+from trioqueue._context import JobContext
 from trioqueue._envelope import F_ID, Envelope
 from trioqueue._errors import Reject, Retry
 from trioqueue._keys import PartitionKeys
+from trioqueue._worker._acker import Acker
 from trioqueue._worker._context import WorkerContext
 from trioqueue._worker._stats import ConsumerStats, report_fenced
 
 __all__ = ["Settler"]
 
 log = logging.getLogger("trioqueue.worker.consumer")
+
+# A job's progress is kept at least this long (else as long as its outcome).
+PROGRESS_TTL_MS = 3_600_000
 
 
 class Settler:
@@ -43,6 +53,7 @@ class Settler:
         keys: PartitionKeys,
         settings: QueueSettings,
         stats: ConsumerStats,
+        acker: Acker,
         *,
         poke_scheduler: Callable[[], None],
     ) -> None:
@@ -50,6 +61,7 @@ class Settler:
         self._keys = keys
         self._settings = settings
         self._stats = stats
+        self._acker = acker
         self._poke_scheduler = poke_scheduler
 
     @staticmethod
@@ -102,10 +114,16 @@ class Settler:
                 entry_id=env.entry_id,
                 delay_ms=int(delay * 1000),
                 payload=env.delayed_payload(env.attempt + 1, f"{error_type}: {error}"),
+                events_max=self._acker.events_max,
+                job_id=env.job_id,
+                attempt=env.attempt,
+                error_type=error_type,
+                error=error,
             ),
         )
         if ok:
             self._stats.retried += 1
+            self._acker.note()
             self._poke_scheduler()
         else:
             report_fenced(self._stats, s.name, env.entry_id, "retry")
@@ -151,14 +169,47 @@ class Settler:
                 result_ttl_ms=int(self._settings.result_ttl * 1000),
                 outcome=doc,
                 fields=stamped,
+                events_max=self._acker.events_max,
             ),
         )
         if ok:
             self._stats.dead += 1
+            self._acker.note()
         else:
             report_fenced(self._stats, self._settings.name, entry_id, "dead-letter")
 
+    def failed_in_place(self, env: Envelope, exc: BaseException) -> None:
+        """An ordered queue's attempt failed, to run again in place (no script moves
+        it): count it, and write its event with the acker's next call."""
+        self._stats.failed += 1
+        error_type, error = self.describe(exc, self._settings.timeout)
+        self._acker.event("failed", env.job_id, env.attempt, error_type, error)
+
+    def retrying_in_place(self, env: Envelope) -> None:
+        """The next attempt of ``env`` runs in place now."""
+        self._stats.retried += 1
+        self._acker.note()
+        self._acker.event("retrying", env.job_id, env.attempt + 1)
+
+    async def progress(self, job: JobContext, value: Any) -> bool:
+        """Store ``value`` as the running job's progress (and its event) while this
+        consumer still owns the entry; False when it does not (fenced)."""
+        doc = orjson.dumps(self._ctx.app.converter.unstructure(value))
+        await self._acker.write_events()  # its 'started' event first
+        call = scripts.progress(
+            self._keys,
+            consumer=self._ctx.member_id,
+            entry_id=job.entry_id,
+            job_id=job.job_id,
+            attempt=job.attempt,
+            value=doc,
+            ttl_ms=max(int(self._settings.result_ttl * 1000), PROGRESS_TTL_MS),
+            events_max=self._acker.events_max,
+        )
+        return await self._settle("progress", call)
+
     async def _settle(self, what: str, call: scripts.Call[Any]) -> bool:
+        await self._acker.write_events()  # the job's earlier events first
         redis = self._ctx.redis
         res = await self._ctx.outage.call(what, lambda: scripts.run(redis, call))
         return bool(res)

@@ -237,6 +237,7 @@ class Supervisor:
             poke_scheduler=self._poke_scheduler,
             pauses=self._monitoring.pauses,
             metrics=self._monitoring.metrics,
+            history_ttl_ms=int(self.config.metrics.history_hours * 3_600_000),
         )
 
     def _progress(self, n: int) -> None:
