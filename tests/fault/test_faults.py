@@ -68,11 +68,13 @@ async def test_sigkill_worker_jobs_are_reclaimed(
 async def test_sigstop_past_ttl_is_fenced_and_rejoins(
     server: Server, prefix: str, workers: Callable[..., Workers]
 ) -> None:
-    # Jobs of 150-400 ms, and every 60th runs 6 s: when the worker stops (4 s), it holds
+    # Jobs of 150-400 ms, and every 60th runs 9 s: when the worker stops (4 s), it holds
     # short jobs (done on waking, their acks fenced) and a long one (still running on
-    # waking: its renewal finds it taken over and cancels it). The rate leaves the other
-    # worker room to take them all over.
-    w = workers(server, prefix, min_ms=150, max_ms=400, long_ms=6000)
+    # waking: its renewal finds it taken over and cancels it). The long job's 9 s leave
+    # 5 s between its start and the stop for the second worker to start on a loaded
+    # machine (with 6 s, a slow start let it end before the worker woke). The rate
+    # leaves the other worker room to take them all over.
+    w = workers(server, prefix, min_ms=150, max_ms=400, long_ms=9000)
     a = await w.start("a")
     producer = Producer(server.url, prefix, w.history)
     nemesis = Nemesis(server, prefix, w)
@@ -83,6 +85,10 @@ async def test_sigstop_past_ttl_is_fenced_and_rejoins(
         await wait_for(lambda: w.started(a.member, kinds, "long"), timeout=15)
         await w.start("b")
         await nemesis.wait_held("a", 3)
+        # A short job running the moment it stops: it ends on waking and its ack is
+        # fenced. (Entries delivered by a read still in flight at the stop start only
+        # on waking, and the renewal fences those before they end.)
+        await wait_for(lambda: w.started(a.member, kinds, "ok"), timeout=10, interval=0.005)
         long_jobs = w.started(a.member, kinds, "long")
         await nemesis.sigstop("a", duration=4.0)
         resumed = now_ns()
