@@ -31,6 +31,7 @@ from trioqueue._keys import check_prefix, check_queue_name
 __all__ = ["URL_ENV", "load_config", "parse_config"]
 
 URL_ENV = "TRIOQUEUE_BROKER_URL"
+URL_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "rediss+sentinel://")
 
 T = TypeVar("T")
 
@@ -154,9 +155,7 @@ def _check_ranges(cfg: Config) -> list[str]:
         check_prefix(cfg.broker.prefix)
     except ValueError as exc:
         problems.append(f"broker.prefix: {exc}")
-    if cfg.broker.url is not None and not cfg.broker.url.startswith(
-        ("redis://", "rediss://", "unix://")
-    ):
+    if cfg.broker.url is not None and not cfg.broker.url.startswith(URL_SCHEMES):
         problems.append(
             "broker.url: expected a redis://, rediss:// or unix:// URL, got "
             f'"{cfg.broker.url.split("://")[0]}://..."'

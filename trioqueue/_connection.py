@@ -11,11 +11,18 @@ import trio
 from trioqueue._broker_errors import classify
 from trioqueue._errors import BrokerError, BrokerUnavailable
 from trioqueue._redact import chainable, redact, redact_url
-from trioqueue._redis import Redis, RedisError, open_redis, parse_url
+from trioqueue._redis import (
+    Redis,
+    RedisError,
+    is_sentinel_url,
+    open_redis,
+    parse_sentinel_url,
+    parse_url,
+)
 
 __all__ = ["SCHEMES", "Redis", "as_text", "check_url", "connected", "ping", "sole_exception"]
 
-SCHEMES = ("redis", "rediss", "unix")
+SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel")
 
 
 def check_url(url: str) -> None:
@@ -24,10 +31,14 @@ def check_url(url: str) -> None:
     if scheme not in SCHEMES:
         shown = f"{scheme}://" if scheme else redact_url(url)
         raise BrokerError(
-            f"unsupported broker URL scheme {shown!r}: use redis://, rediss:// or unix://"
+            f"unsupported broker URL scheme {shown!r}: use redis://, rediss:// or unix:// "
+            "(or redis+sentinel://, rediss+sentinel:// for Sentinel)"
         )
     try:
-        parse_url(url)
+        if is_sentinel_url(url):
+            parse_sentinel_url(url)
+        else:
+            parse_url(url)
     except (ValueError, TypeError) as exc:
         raise BrokerError(
             f"invalid broker URL {redact_url(url)}: {redact(str(exc), url)}"

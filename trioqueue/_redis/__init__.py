@@ -19,3 +19,7 @@ from trioqueue._redis._errors import RedisError as RedisError
 from trioqueue._redis._errors import ReplyError as ReplyError
 from trioqueue._redis._errors import ReplyTimeout as ReplyTimeout
 from trioqueue._redis._errors import TLSError as TLSError
+from trioqueue._redis._sentinel import PrimaryNotFound as PrimaryNotFound
+from trioqueue._redis._sentinel import StalePrimary as StalePrimary
+from trioqueue._redis._sentinel import is_sentinel_url as is_sentinel_url
+from trioqueue._redis._sentinel import parse_sentinel_url as parse_sentinel_url
