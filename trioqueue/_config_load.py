@@ -162,6 +162,13 @@ def _check_ranges(cfg: Config) -> list[str]:
         )
     positive("broker.connect_timeout", cfg.broker.connect_timeout)
     positive("broker.socket_timeout", cfg.broker.socket_timeout)
+    positive("broker.wait_replicas", cfg.broker.wait_replicas, zero_ok=True)
+    positive("broker.wait_timeout", cfg.broker.wait_timeout)
+    if cfg.broker.wait_timeout >= cfg.broker.socket_timeout:
+        problems.append(
+            "broker.wait_timeout: must be shorter than broker.socket_timeout "
+            f"({cfg.broker.socket_timeout}), got {cfg.broker.wait_timeout}"
+        )
     w = cfg.worker
     positive("worker.concurrency", w.concurrency)
     positive("worker.shutdown_grace", w.shutdown_grace, zero_ok=True)

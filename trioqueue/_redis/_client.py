@@ -149,6 +149,12 @@ class Redis(Commands):
         finally:
             transport.close()
 
+    def retire_all(self) -> None:
+        """The primary moved: let calls under way finish, open new connections for
+        the next ones (asking the resolver again)."""
+        for conn in list(self._open):
+            self._retire(conn)
+
     def close(self) -> None:
         """Close every connection; calls still waiting get ``ConnectionLost``."""
         self._closed = True
@@ -272,7 +278,7 @@ async def open_redis(
 ) -> AsyncIterator[Redis]:
     """A ``Redis`` for ``url`` (see ``parse_url``; ``ValueError`` if malformed),
     connecting on first use; every connection is closed on exit."""
-    resolver: Resolver | None = None
+    resolver: SentinelResolver | None = None
     if is_sentinel_url(url):
         target = parse_sentinel_url(url)
         address = target.node
@@ -294,6 +300,8 @@ async def open_redis(
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(redis.watch)
+            if resolver is not None:
+                nursery.start_soon(resolver.follow, redis.retire_all)
             try:
                 yield redis
             finally:

@@ -12,12 +12,20 @@ connection that finds its server no longer a primary (``ROLE`` on a new connecti
 or a ``READONLY`` reply on an open one) is dropped by ``Redis``, and the next call
 asks the sentinels again. Sentinels are asked in turn; the first that names a primary
 moves to the front of the list, as the Sentinel client guidelines advise.
+
+``SentinelResolver.follow`` also listens on a sentinel for ``+switch-master`` of the
+service and retires every connection at once when it comes: after ``SENTINEL
+FAILOVER`` the old primary stays a writable primary until Sentinel's next check
+(about 10 s later) demotes it, and writes it takes meanwhile are lost; waiting for a
+``READONLY`` would keep writing there all that time.
 """
 
 from __future__ import annotations
 
+import logging
+import random
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import attrs
@@ -26,6 +34,7 @@ import trio
 from trioqueue._redis._address import Address
 from trioqueue._redis._connection import Connection
 from trioqueue._redis._errors import ConnectionLost, RedisError, ReplyError, TLSError
+from trioqueue._redis._pubsub import PubSub
 from trioqueue._redis._transport import Transport, open_transport
 
 __all__ = [
@@ -39,7 +48,11 @@ __all__ = [
     "parse_sentinel_url",
 ]
 
+log = logging.getLogger("trioqueue.redis.sentinel")
+
 SCHEMES = ("redis+sentinel", "rediss+sentinel")
+# A quiet +switch-master subscription is checked with a PING after this long.
+QUIET_CHECK = 5.0
 DEFAULT_PORT = 26379
 _DENIED = ("NOAUTH", "WRONGPASS", "NOPERM")
 
@@ -165,6 +178,41 @@ class SentinelResolver:
         raise PrimaryNotFound(
             f"no primary found for service {self.target.service!r}: " + "; ".join(problems)
         )
+
+    async def follow(self, switched: Callable[[], None]) -> None:
+        """Until cancelled: call ``switched`` whenever a sentinel announces a new
+        primary for the service (``+switch-master``), and once after a subscription
+        that had been lost is back (a switch may have been missed meanwhile)."""
+        lost = False
+        while True:
+            for host, port in list(self._sentinels):
+                try:
+                    await self._listen(host, port, switched, resubscribed=lost)
+                except (RedisError, OSError, trio.TooSlowError) as exc:
+                    log.debug("sentinel %s:%d subscription lost: %s", host, port, exc)
+                    lost = True
+            # Every sentinel failed: the connections' own checks still catch a
+            # demoted primary (ROLE, READONLY) meanwhile.
+            await trio.sleep(random.uniform(0.5, 1.0))
+
+    async def _listen(
+        self, host: str, port: int, switched: Callable[[], None], *, resubscribed: bool
+    ) -> None:
+        with trio.fail_after(self._timeout):
+            transport = await _open(host, port, self._tls)
+        try:
+            pubsub = PubSub(transport, timeout=QUIET_CHECK)
+            with trio.fail_after(self._timeout):
+                await pubsub.start(self.target.sentinel.handshake(None), ["+switch-master"])
+            if resubscribed:
+                switched()
+            async for message in pubsub:
+                # "<service> <old ip> <old port> <new ip> <new port>"
+                if message.split(b" ", 1)[0].decode(errors="replace") == self.target.service:
+                    log.info("sentinel: %s", message.decode(errors="replace"))
+                    switched()
+        finally:
+            transport.close()
 
     async def _ask(self, host: str, port: int) -> Sequence[bytes] | None:
         transport = await _open(host, port, self._tls)
