@@ -6,7 +6,8 @@ a replica, three sentinels), healed before each test.
 
 from __future__ import annotations
 
-import contextlib
+import os
+import signal
 
 import attrs
 import pytest
@@ -78,24 +79,76 @@ async def test_workers_and_clients_follow_a_sentinel_failover(
     config = make_config(sentinel.url, prefix)
     sent: set[int] = set()
     n = 400
-    async with app.connect(sentinel.url, prefix=prefix) as client:
+    async with app.connect(sentinel.url, prefix=prefix, wait_replicas=1) as client:
         async with trio.open_nursery() as senders:
             senders.start_soon(send_all, client, range(n), sent)
             await wait_for(lambda: len(sent) > n // 3)
             old = sentinel.primary()
             assert await trio.to_thread.run_sync(sentinel.failover) is not old
-        # The old primary becomes a replica of the new one: what only it had is gone.
-        await trio.to_thread.run_sync(sentinel.heal)
+            # The old primary becomes a replica of the new one (Sentinel would do it
+            # ~10 s later): what only it had is gone. Until then the new primary has
+            # no replica, and every send is NotReplicated and sent again.
+            await trio.to_thread.run_sync(sentinel.heal)
         async with trio.open_nursery() as nursery:
             supervisor = trioqueue.Supervisor(app, config, handle_signals=False)
             await nursery.start(supervisor.run)
-            with contextlib.suppress(AssertionError):
-                await wait_for(lambda: set(seen) >= sent, timeout=5)
-            print("LOST", sorted(sent - set(seen)))
+            await wait_for(lambda: set(seen) >= sent, timeout=10)
             assert sent == set(range(n))
             # Fail over under the running worker: it follows within a second or so.
             await trio.to_thread.run_sync(sentinel.failover)
+            await trio.to_thread.run_sync(sentinel.heal)
             await send_all(client, range(n, n + 50), sent, pace=0)
             await wait_for(lambda: set(seen) >= sent, timeout=5)
             supervisor.shutdown()
     assert set(seen) == set(range(n + 50))
+
+
+async def test_wait_replicas_confirms_sends_and_reports_a_stopped_replica(
+    sentinel: SentinelGroup, prefix: str
+) -> None:
+    app = make_app([])
+    async with app.connect(sentinel.url, prefix=prefix, wait_replicas=1, wait_timeout=0.3) as c:
+        job = await c.send(Note(1))
+        assert not job.duplicate
+        assert len(await c.send_many([Note(2), Note(3)])) == 2
+        replica = sentinel.replica()
+        assert replica.proc is not None
+        os.kill(replica.proc.pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(trioqueue.NotReplicated) as info:
+                await c.send(Note(4), job_id="maybe")
+            assert (info.value.replicas, info.value.wanted) == (0, 1)
+            assert info.value.job.id == "maybe"
+            assert "0 of 1 replicas acknowledged" in str(info.value)
+            with pytest.raises(trioqueue.NotReplicated) as many:
+                await c.send_many([Note(5), Note(6)])
+            assert len(many.value.jobs) == 2
+        finally:
+            os.kill(replica.proc.pid, signal.SIGCONT)
+        # The job was kept by the primary all along: sending it again is a duplicate.
+        assert (await c.send(Note(4), job_id="maybe")).duplicate
+
+
+def test_sync_client_waits_for_replicas_too(sentinel: SentinelGroup, prefix: str) -> None:
+    app = make_app([])
+    with app.connect_sync(sentinel.url, prefix=prefix, wait_replicas=1, wait_timeout=0.3) as c:
+        assert c.send(Note(1)).id
+        replica = sentinel.replica()
+        assert replica.proc is not None
+        os.kill(replica.proc.pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(trioqueue.NotReplicated) as info:
+                c.send_many([Note(2)])
+            assert info.value.replicas == 0
+        finally:
+            os.kill(replica.proc.pid, signal.SIGCONT)
+
+
+async def test_wait_local_fsync_uses_waitaof(sentinel: SentinelGroup, prefix: str) -> None:
+    app = make_app([])
+    async with app.connect(
+        sentinel.url, prefix=prefix, wait_replicas=1, wait_local_fsync=True
+    ) as client:
+        assert (await client.send(Note(1))).id
+    with app.connect_sync(sentinel.url, prefix=prefix, wait_local_fsync=True) as sync:
+        assert sync.send(Note(2)).id
