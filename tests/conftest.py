@@ -10,7 +10,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pytest
@@ -183,3 +183,12 @@ def sentinel(sentinel_group: SentinelGroup) -> SentinelGroup:
     """The shared Sentinel group, healed: one primary, its replica in sync."""
     sentinel_group.heal()
     return sentinel_group
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    from tests.sentinel_group import FIGURES
+
+    if FIGURES:
+        terminalreporter.section("sentinel figures")
+        for name, value in FIGURES.items():
+            terminalreporter.write_line(f"{name}: {value}")

@@ -24,6 +24,8 @@ import redis as redis_py
 from tests.conftest import Server, free_port
 
 SERVICE = "mymaster"
+# What the Sentinel tests measured, printed at the end of the run (tests/conftest.py).
+FIGURES: dict[str, str] = {}
 
 
 def admin(port: int) -> redis_py.Redis:

@@ -6,8 +6,10 @@ a replica, three sentinels), healed before each test.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
+from collections.abc import Awaitable, Callable
 
 import attrs
 import pytest
@@ -15,7 +17,7 @@ import trio
 
 import trioqueue
 from tests.conftest import make_config, wait_for
-from tests.sentinel_group import SentinelGroup
+from tests.sentinel_group import FIGURES, SentinelGroup
 
 pytestmark = pytest.mark.cluster
 
@@ -55,17 +57,12 @@ async def send_all(
     client: trioqueue.Client, ids: range, sent: set[int], *, pace: float = 0.002
 ) -> None:
     """Send ``Note(i)`` as job ``n<i>`` for every i; a send whose outcome is unknown is
-    sent again with the same job id (idempotent), until acknowledged."""
-    for i in ids:
-        while True:
-            try:
-                await client.send(Note(i), job_id=f"n{i}")
-            except trioqueue.BrokerError:
-                await trio.sleep(0.05)
-                continue
+    sent again with the same job id (idempotent), until acknowledged (within 20 s)."""
+    with trio.fail_after(20):
+        for i in ids:
+            await retrying(functools.partial(client.send, Note(i), job_id=f"n{i}"))
             sent.add(i)
-            break
-        await trio.sleep(pace)
+            await trio.sleep(pace)
 
 
 async def test_workers_and_clients_follow_a_sentinel_failover(
@@ -152,3 +149,53 @@ async def test_wait_local_fsync_uses_waitaof(sentinel: SentinelGroup, prefix: st
         assert (await client.send(Note(1))).id
     with app.connect_sync(sentinel.url, prefix=prefix, wait_local_fsync=True) as sync:
         assert sync.send(Note(2)).id
+
+
+async def retrying(fn: Callable[[], Awaitable[object]]) -> None:
+    """Call ``fn`` until it does not raise ``BrokerError`` (a broker failing over);
+    the caller bounds the wait."""
+    while True:
+        try:
+            await fn()
+        except trioqueue.BrokerError:
+            await trio.sleep(0.05)
+        else:
+            return
+
+
+async def test_kill_9_of_the_primary_loses_no_replica_acknowledged_send(
+    sentinel: SentinelGroup, prefix: str
+) -> None:
+    """Jobs sent with ``wait_replicas=1`` and still queued when the primary is
+    SIGKILLed all run on the promoted replica; the worker and clients follow it."""
+    seen: list[int] = []
+    seen_at: list[float] = []
+    app = trioqueue.App("sentinel-kill")
+
+    @app.handler("notes")
+    async def note(msg: Note) -> None:
+        seen.append(msg.n)
+        seen_at.append(trio.current_time())
+
+    config = make_config(sentinel.url, prefix)
+    n = 200
+    async with trio.open_nursery() as nursery:
+        supervisor = trioqueue.Supervisor(app, config, handle_signals=False)
+        await nursery.start(supervisor.run)
+        async with app.connect(sentinel.url, prefix=prefix, wait_replicas=1) as client:
+            await client.pause("notes")
+            await client.send_many([Note(i) for i in range(n)])
+        async with app.connect(sentinel.url, prefix=prefix) as client:  # no waiting
+            killed_at = trio.current_time()
+            sentinel.primary().kill()
+            with trio.fail_after(15):
+                await retrying(lambda: client.send(Note(n), job_id="after-kill"))
+                failed_over = trio.current_time() - killed_at
+                await retrying(lambda: client.resume("notes"))
+            await wait_for(lambda: len(set(seen)) == n + 1, timeout=15)
+        supervisor.shutdown()
+    assert set(seen) == set(range(n + 1))
+    first = min(seen_at) - killed_at
+    FIGURES["sentinel kill -9: primary to first job processed again"] = f"{first:.2f}s"
+    FIGURES["sentinel kill -9: first send accepted again"] = f"{failed_over:.2f}s"
+    assert first < 10
