@@ -99,7 +99,7 @@ class SentinelGroup:
 
     def primary(self) -> Server:
         """The node the sentinels name as primary now."""
-        host, port = admin(self.sentinel_ports[0]).sentinel_get_master_addr_by_name(SERVICE)
+        _host, port = admin(self.sentinel_ports[0]).sentinel_get_master_addr_by_name(SERVICE)
         return next(n for n in self.nodes if n.port == int(port))
 
     def replica(self) -> Server:
