@@ -32,9 +32,25 @@ def is_connection_error(exc: BaseException) -> bool:
     )
 
 
+# Replies that mean "not now": a failover under way (READONLY from a demoted primary,
+# MASTERDOWN from a replica cut off from it, UNBLOCKED for a blocked read when the
+# server changed role, NOREPLICAS under ``min-replicas-to-write``), a restart
+# (LOADING), a cluster moving slots, a long script. The command did not run.
 TRANSIENT_CODES = frozenset(
-    {"LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "OOM", "BUSY", "READONLY"}
+    {
+        "LOADING",
+        "MASTERDOWN",
+        "TRYAGAIN",
+        "CLUSTERDOWN",
+        "OOM",
+        "BUSY",
+        "READONLY",
+        "NOREPLICAS",
+        "UNBLOCKED",
+    }
 )
+# The same for redis-py, which strips the code of the replies it has classes for.
+_SYNC_TRANSIENT = (rx.ConnectionError, rx.TimeoutError, rx.ReadOnlyError, rx.BusyLoadingError)
 
 
 def is_broker_failure(exc: BaseException) -> bool:
@@ -55,8 +71,14 @@ def classify_sync(exc: rx.RedisError, url: str | None) -> BrokerError:
         exc,
         url,
         denied=isinstance(exc, rx.AuthenticationError | rx.NoPermissionError),
-        unreachable=isinstance(exc, rx.ConnectionError | rx.TimeoutError),
+        unreachable=isinstance(exc, _SYNC_TRANSIENT)
+        or str(exc).split(" ", 1)[0] in TRANSIENT_CODES,
     )
+
+
+def is_denied(exc: BaseException) -> bool:
+    """True for a refusal of our credentials or permissions: retrying will not help."""
+    return isinstance(exc, ReplyError) and _denied(str(exc))
 
 
 def _denied(text: str) -> bool:
