@@ -10,14 +10,18 @@ import functools
 import os
 import signal
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import attrs
 import pytest
 import trio
 
 import trioqueue
-from tests.conftest import make_config, wait_for
+from tests.conftest import free_port, make_config, wait_for
 from tests.sentinel_group import FIGURES, SentinelGroup
+from trioqueue._config_load import parse_config
+from trioqueue._connection import check_url
+from trioqueue._redis import parse_sentinel_url
 
 pytestmark = pytest.mark.cluster
 
@@ -199,3 +203,67 @@ async def test_kill_9_of_the_primary_loses_no_replica_acknowledged_send(
     FIGURES["sentinel kill -9: primary to first job processed again"] = f"{first:.2f}s"
     FIGURES["sentinel kill -9: first send accepted again"] = f"{failed_over:.2f}s"
     assert first < 10
+
+
+async def test_connect_takes_broker_settings_from_config_and_kwargs_override(
+    sentinel: SentinelGroup, prefix: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'app = "tests:app"\n[broker]\nurl = "{sentinel.url}"\nprefix = "{prefix}"\n'
+        "wait_replicas = 1\nwait_timeout = 0.3\nconnect_timeout = 2.0\n"
+    )
+    config = trioqueue.load_config(path)
+    app = make_app([])
+    replica = sentinel.replica()
+    assert replica.proc is not None
+    os.kill(replica.proc.pid, signal.SIGSTOP)
+    try:
+        async with app.connect(sentinel.url, config=config) as client:
+            assert client.prefix == prefix
+            with pytest.raises(trioqueue.NotReplicated):
+                await client.send(Note(1))
+        async with app.connect(sentinel.url, config=config, wait_replicas=0) as client:
+            await client.send(Note(2))
+        with app.connect_sync(sentinel.url, config=config) as sync:
+            with pytest.raises(trioqueue.NotReplicated):
+                sync.send(Note(3))
+        with app.connect_sync(sentinel.url, config=config, wait_replicas=0) as sync:
+            sync.send(Note(4))
+    finally:
+        os.kill(replica.proc.pid, signal.SIGCONT)
+
+
+def test_sentinel_urls_carry_data_node_and_sentinel_credentials_apart() -> None:
+    t = parse_sentinel_url(
+        "rediss+sentinel://app:s%40cret@10.0.0.1,10.0.0.2:26380,[::1]:5/orders"
+        "?db=3&sentinel_username=watch&sentinel_password=pw"
+    )
+    assert t.sentinels == (("10.0.0.1", 26379), ("10.0.0.2", 26380), ("::1", 5))
+    assert t.service == "orders"
+    assert (t.node.username, t.node.password, t.node.db, t.node.tls) == ("app", "s@cret", 3, True)
+    assert (t.sentinel.username, t.sentinel.password, t.sentinel.tls) == ("watch", "pw", True)
+    for bad in ("redis+sentinel://h:1", "redis+sentinel:///svc", "redis+sentinel://h:x/svc",
+                "redis+sentinel://h/svc?db=two"):  # fmt: skip
+        with pytest.raises(ValueError):
+            parse_sentinel_url(bad)
+    with pytest.raises(trioqueue.BrokerError, match="invalid broker URL"):
+        check_url("redis+sentinel://h:1/")
+
+
+def test_config_accepts_sentinel_urls_and_checks_the_wait_keys() -> None:
+    ok = parse_config({"app": "m:a", "broker": {"url": "redis+sentinel://h/svc"}})
+    assert ok.broker.url == "redis+sentinel://h/svc"
+    with pytest.raises(trioqueue.ConfigError) as info:
+        parse_config({"app": "m:a", "broker": {"wait_replicas": -1, "wait_timeout": 60.0}})
+    assert info.value.problems == [
+        "broker.wait_replicas: expected a number >= 0, got -1",
+        "broker.wait_timeout: must be shorter than broker.socket_timeout (30.0), got 60.0",
+    ]
+
+
+async def test_no_primary_is_a_transient_broker_unavailable(prefix: str) -> None:
+    url = f"redis+sentinel://127.0.0.1:{free_port()}/nowhere"
+    with pytest.raises(trioqueue.BrokerUnavailable, match="no primary found"):
+        async with make_app([]).connect(url, prefix=prefix, connect_timeout=0.5):
+            pass
