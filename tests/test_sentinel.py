@@ -225,9 +225,11 @@ async def test_connect_takes_broker_settings_from_config_and_kwargs_override(
                 await client.send(Note(1))
         async with app.connect(sentinel.url, config=config, wait_replicas=0) as client:
             await client.send(Note(2))
-        with app.connect_sync(sentinel.url, config=config) as sync:
-            with pytest.raises(trioqueue.NotReplicated):
-                sync.send(Note(3))
+        with (
+            app.connect_sync(sentinel.url, config=config) as sync,
+            pytest.raises(trioqueue.NotReplicated),
+        ):
+            sync.send(Note(3))
         with app.connect_sync(sentinel.url, config=config, wait_replicas=0) as sync:
             sync.send(Note(4))
     finally:
