@@ -21,6 +21,7 @@ from tests.conftest import free_port, make_config, wait_for
 from tests.sentinel_group import FIGURES, SentinelGroup
 from trioqueue._config_load import parse_config
 from trioqueue._connection import check_url
+from trioqueue._redact import redact, redact_url
 from trioqueue._redis import parse_sentinel_url
 
 pytestmark = pytest.mark.cluster
@@ -269,3 +270,10 @@ async def test_no_primary_is_a_transient_broker_unavailable(prefix: str) -> None
     with pytest.raises(trioqueue.BrokerUnavailable, match="no primary found"):
         async with make_app([]).connect(url, prefix=prefix, connect_timeout=0.5):
             pass
+
+
+def test_sentinel_urls_are_logged_without_either_password() -> None:
+    url = "redis+sentinel://app:nodepw@a:1,b:2/svc?db=1&sentinel_password=sentpw"
+    shown = redact_url(url)
+    assert shown == "redis+sentinel://app:***@a:1,b:2/svc?db=1&sentinel_password=***"
+    assert redact("refused: nodepw / sentpw", url) == "refused: *** / ***"
