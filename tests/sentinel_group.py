@@ -1,6 +1,9 @@
 """A Sentinel set-up for tests: a primary, a replica and three sentinels on loopback.
 
-Quorum 2, ``down-after-milliseconds 1000``, ``failover-timeout 3000``. One group is
+Quorum 2, ``down-after-milliseconds 1000``, ``failover-timeout 3000``. The data
+nodes and the sentinels have passwords of their own (``requirepass``), so every test
+on the group also checks that the URL's two sets of credentials go where they belong.
+One group is
 shared by the Sentinel tests (``tests/test_sentinel.py``); a test that fails the
 primary over, kills it or stops the replica leaves it to ``heal`` to bring the group
 back to "one primary, one replica in sync, every sentinel agreeing" before the next
@@ -24,13 +27,20 @@ import redis as redis_py
 from tests.conftest import Server, free_port
 
 SERVICE = "mymaster"
+NODE_PASSWORD = "node-secret"
+SENTINEL_PASSWORD = "sentinel-secret"
 # What the Sentinel tests measured, printed at the end of the run (tests/conftest.py).
 FIGURES: dict[str, str] = {}
 
 
-def admin(port: int) -> redis_py.Redis:
-    """A plain redis-py client for looking at one node or sentinel."""
-    return redis_py.Redis(port=port, socket_timeout=2, socket_connect_timeout=2)
+def admin(port: int, password: str | None = NODE_PASSWORD) -> redis_py.Redis:
+    """A plain redis-py client for looking at one node (or, with the sentinels'
+    password, one sentinel)."""
+    return redis_py.Redis(port=port, password=password, socket_timeout=2, socket_connect_timeout=2)
+
+
+def sentinel_admin(port: int) -> redis_py.Redis:
+    return admin(port, SENTINEL_PASSWORD)
 
 
 def wait(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
@@ -55,17 +65,21 @@ class SentinelGroup:
     @property
     def url(self) -> str:
         hosts = ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports)
-        return f"redis+sentinel://{hosts}/{SERVICE}"
+        return (
+            f"redis+sentinel://:{NODE_PASSWORD}@{hosts}/{SERVICE}"
+            f"?sentinel_password={SENTINEL_PASSWORD}"
+        )
 
     def start(self) -> None:
         for i in range(2):
             d = self.base / f"node{i}"
             d.mkdir()
-            node = Server(self.binary, free_port(), d, extra=["--repl-diskless-sync-delay", "0"])
+            extra = ["--repl-diskless-sync-delay", "0", "--masterauth", NODE_PASSWORD]
+            node = Server(self.binary, free_port(), d, extra=extra)
             self.nodes.append(node)
         self.nodes[1].extra += ["--replicaof", "127.0.0.1", str(self.nodes[0].port)]
         for node in self.nodes:
-            node.start()
+            self._start(node)
         self._wait_synced(self.nodes[0].port, self.nodes[1].port)
         for i in range(3):
             port = free_port()
@@ -75,6 +89,9 @@ class SentinelGroup:
                 f"sentinel monitor {SERVICE} 127.0.0.1 {self.nodes[0].port} 2\n"
                 f"sentinel down-after-milliseconds {SERVICE} 1000\n"
                 f"sentinel failover-timeout {SERVICE} 3000\n"
+                f"sentinel auth-pass {SERVICE} {NODE_PASSWORD}\n"
+                f"requirepass {SENTINEL_PASSWORD}\n"
+                f"sentinel sentinel-pass {SENTINEL_PASSWORD}\n"
             )
             proc = subprocess.Popen(
                 [self.binary, str(conf), "--sentinel"],
@@ -99,7 +116,9 @@ class SentinelGroup:
 
     def primary(self) -> Server:
         """The node the sentinels name as primary now."""
-        _host, port = admin(self.sentinel_ports[0]).sentinel_get_master_addr_by_name(SERVICE)
+        _host, port = sentinel_admin(self.sentinel_ports[0]).sentinel_get_master_addr_by_name(
+            SERVICE
+        )
         return next(n for n in self.nodes if n.port == int(port))
 
     def replica(self) -> Server:
@@ -109,7 +128,7 @@ class SentinelGroup:
     def failover(self) -> Server:
         """``SENTINEL FAILOVER``; return the new primary once promoted."""
         old = self.primary()
-        admin(self.sentinel_ports[0]).execute_command("SENTINEL", "FAILOVER", SERVICE)
+        sentinel_admin(self.sentinel_ports[0]).execute_command("SENTINEL", "FAILOVER", SERVICE)
         wait(lambda: self.primary() is not old, "failover")
         new = self.primary()
         wait(lambda: admin(new.port).execute_command("ROLE")[0] == b"master", "promotion")
@@ -119,7 +138,7 @@ class SentinelGroup:
         """Back to one primary and one replica in sync, every sentinel agreeing."""
         for node in self.nodes:
             if node.proc is None:
-                node.start()
+                self._start(node)
             else:
                 os.kill(node.proc.pid, signal.SIGCONT)
         wait(lambda: len({self._named(p) for p in self.sentinel_ports}) == 1, "agreement")
@@ -133,8 +152,13 @@ class SentinelGroup:
         self._wait_synced(primary.port, replica.port)
         self._wait_agreed()
 
+    @staticmethod
+    def _start(node: Server) -> None:
+        node.start()  # probed with a PING before it has a password
+        admin(node.port, None).config_set("requirepass", NODE_PASSWORD)
+
     def _named(self, sentinel_port: int) -> int:
-        addr = admin(sentinel_port).sentinel_get_master_addr_by_name(SERVICE)
+        addr = sentinel_admin(sentinel_port).sentinel_get_master_addr_by_name(SERVICE)
         return int(addr[1])
 
     def _wait_synced(self, primary: int, replica: int) -> None:
@@ -156,12 +180,12 @@ class SentinelGroup:
             if len(ports) != 1 or (primary is not None and ports != {primary}):
                 return False
             for p in self.sentinel_ports:
-                state = admin(p).sentinel_master(SERVICE)
+                state = sentinel_admin(p).sentinel_master(SERVICE)
                 if state["num-other-sentinels"] != 2 or state["num-slaves"] < 1:
                     return False
                 if "down" in state["flags"] or state.get("failover-state", "none") != "none":
                     return False
-                replicas = admin(p).sentinel_slaves(SERVICE)
+                replicas = sentinel_admin(p).sentinel_slaves(SERVICE)
                 up = [r for r in replicas if r["flags"] == "slave"]
                 if not up:
                     return False
