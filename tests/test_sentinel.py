@@ -277,3 +277,38 @@ def test_sentinel_urls_are_logged_without_either_password() -> None:
     shown = redact_url(url)
     assert shown == "redis+sentinel://app:***@a:1,b:2/svc?db=1&sentinel_password=***"
     assert redact("refused: nodepw / sentpw", url) == "refused: *** / ***"
+
+
+async def test_remote_cancel_reaches_a_worker_after_a_failover(
+    sentinel: SentinelGroup, prefix: str
+) -> None:
+    """A cancel sent to the new primary reaches a job running since before the
+    failover (by pub/sub, whose subscription moves with the connections, or by the
+    renewal's check of the cancel marker), not ~10 s later when the old primary is
+    demoted."""
+    started, cancelled = trio.Event(), trio.Event()
+    app = trioqueue.App("sentinel-cancel")
+
+    @app.handler("notes")
+    async def note(msg: Note) -> None:
+        started.set()
+        try:
+            await trio.sleep_forever()
+        except trio.Cancelled:
+            cancelled.set()
+            raise
+
+    config = make_config(sentinel.url, prefix)
+    async with trio.open_nursery() as nursery:
+        supervisor = trioqueue.Supervisor(app, config, handle_signals=False)
+        await nursery.start(supervisor.run)
+        async with app.connect(sentinel.url, prefix=prefix) as client:
+            job = await client.send(Note(1))
+            with trio.fail_after(5):
+                await started.wait()
+            await trio.to_thread.run_sync(sentinel.failover)
+            with trio.fail_after(5):
+                while await client.cancel(job) != "running":
+                    await trio.sleep(0.1)
+                await cancelled.wait()
+        supervisor.shutdown()

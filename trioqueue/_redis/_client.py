@@ -70,6 +70,7 @@ class Redis(Commands):
         self._resolver = resolver
         # Connections that answered READONLY: closed once their callers are done.
         self._retired: set[Connection] = set()
+        self._subscriptions: set[Transport] = set()
         self._connect_timeout = connect_timeout
         self._socket_timeout = socket_timeout
         self._tls = address.tls_context(tls_ca_file)
@@ -142,18 +143,24 @@ class Redis(Commands):
         with trio.fail_after(self._connect_timeout):
             transport = await self._transport(address)
         pubsub = PubSub(transport, timeout=self._socket_timeout)
+        self._subscriptions.add(transport)
         try:
             with trio.fail_after(self._connect_timeout):
                 await pubsub.start(address.handshake(self._client_name), channels)
             yield pubsub
         finally:
+            self._subscriptions.discard(transport)
             transport.close()
 
     def retire_all(self) -> None:
         """The primary moved: let calls under way finish, open new connections for
-        the next ones (asking the resolver again)."""
+        the next ones (asking the resolver again). Subscriptions are closed: their
+        owners subscribe again, on the new primary (a message published there would
+        never reach the old one)."""
         for conn in list(self._open):
             self._retire(conn)
+        for transport in list(self._subscriptions):
+            transport.close()
 
     def close(self) -> None:
         """Close every connection; calls still waiting get ``ConnectionLost``."""
