@@ -270,6 +270,8 @@ async def test_no_primary_is_a_transient_broker_unavailable(prefix: str) -> None
     with pytest.raises(trioqueue.BrokerUnavailable, match="no primary found"):
         async with make_app([]).connect(url, prefix=prefix, connect_timeout=0.5):
             pass
+    with pytest.raises(trioqueue.BrokerUnavailable, match="no primary found for service"):
+        make_app([]).connect_sync(url, prefix=prefix, connect_timeout=0.5)
 
 
 def test_sentinel_urls_are_logged_without_either_password() -> None:
@@ -312,3 +314,15 @@ async def test_remote_cancel_reaches_a_worker_after_a_failover(
                     await trio.sleep(0.1)
                 await cancelled.wait()
         supervisor.shutdown()
+
+
+async def test_wrong_sentinel_password_is_an_auth_error(
+    sentinel: SentinelGroup, prefix: str
+) -> None:
+    url = sentinel.url.replace("sentinel_password=", "sentinel_password=wrong")
+    with pytest.raises(trioqueue.BrokerAuthError, match="sentinel credentials") as info:
+        async with make_app([]).connect(url, prefix=prefix):
+            pass
+    assert "wrong" not in str(info.value)
+    with pytest.raises(trioqueue.BrokerAuthError):
+        make_app([]).connect_sync(url, prefix=prefix)

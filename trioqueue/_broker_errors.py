@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import redis.exceptions as rx
 import trio
+from redis.sentinel import MasterNotFoundError
 
 from trioqueue._errors import BrokerAuthError, BrokerError, BrokerUnavailable
 from trioqueue._redact import redact, redact_url
@@ -67,6 +68,16 @@ def classify(exc: BaseException, url: str | None) -> BrokerError:
 
 def classify_sync(exc: rx.RedisError, url: str | None) -> BrokerError:
     """Turn a redis-py exception into the ``BrokerError`` ``classify`` would give."""
+    if isinstance(exc, MasterNotFoundError):
+        # Its text lists the repr of every sentinel client; say what it means instead.
+        text = str(exc)
+        service = text.split("'")[1] if text.count("'") >= 2 else "?"
+        if text.count("AuthenticationError") and "TimeoutError" not in text:
+            return BrokerAuthError(
+                f"no primary found for service {service!r}: the sentinels refused the "
+                "credentials (sentinel credentials: sentinel_username/_password)"
+            )
+        exc = MasterNotFoundError(f"no primary found for service {service!r}")
     return broker_error(
         exc,
         url,

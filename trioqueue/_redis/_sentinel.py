@@ -148,7 +148,7 @@ class SentinelResolver:
         ``PrimaryNotFound`` if no sentinel names one (``ReplyError`` if every
         sentinel refused our credentials: retrying will not help)."""
         problems: list[str] = []
-        denied: ReplyError | None = None
+        denied: list[ReplyError] = []
         for host, port in list(self._sentinels):
             try:
                 with trio.fail_after(self._timeout):
@@ -158,7 +158,7 @@ class SentinelResolver:
                 continue
             except ReplyError as exc:
                 if exc.code in _DENIED:
-                    denied = exc
+                    denied.append(exc)
                 problems.append(f"{host}:{port}: {exc}")
                 continue
             except TLSError:
@@ -173,8 +173,9 @@ class SentinelResolver:
             self._sentinels.remove((host, port))
             self._sentinels.insert(0, (host, port))
             return attrs.evolve(self.target.node, host=reply[0].decode(), port=int(reply[1]))
-        if denied is not None and len(problems) == len(self._sentinels):
-            raise ReplyError(f"{denied} (sentinel credentials: sentinel_username/_password)")
+        if denied and len(denied) == len(self._sentinels):
+            # Every sentinel refused us: a wrong sentinel_password, not an outage.
+            raise ReplyError(f"{denied[0]} (sentinel credentials: sentinel_username/_password)")
         raise PrimaryNotFound(
             f"no primary found for service {self.target.service!r}: " + "; ".join(problems)
         )
