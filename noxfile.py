@@ -34,7 +34,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=OLDEST)
 def fast(session: nox.Session) -> None:
-    """Run the tests without the slower fault-injection and cluster ones."""
+    """Run the tests without the slower fault-injection and multi-server ones."""
     session.install("-e", ".[test,examples]")
     session.run("pytest", "-m", "not fault and not cluster", *session.posargs)
 

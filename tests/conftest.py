@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pytest
@@ -18,6 +19,9 @@ import trio
 import trioqueue
 from trioqueue._config_load import parse_config
 from trioqueue._embedded import find_server_binary
+
+if TYPE_CHECKING:
+    from tests.sentinel_group import SentinelGroup
 
 
 def free_port() -> int:
@@ -187,3 +191,32 @@ def has_binary(name: str) -> bool:
 
 
 os.environ.pop("TRIOQUEUE_BROKER_URL", None)
+
+
+@pytest.fixture(scope="session")
+def sentinel_group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelGroup]:
+    """One Sentinel group (primary, replica, three sentinels) for the whole session."""
+    from tests.sentinel_group import SentinelGroup
+
+    group = SentinelGroup(find_server_binary(), tmp_path_factory.mktemp("sentinel"))
+    try:
+        group.start()
+        yield group
+    finally:
+        group.stop()
+
+
+@pytest.fixture
+def sentinel(sentinel_group: SentinelGroup) -> SentinelGroup:
+    """The shared Sentinel group, healed: one primary, its replica in sync."""
+    sentinel_group.heal()
+    return sentinel_group
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    from tests.sentinel_group import FIGURES
+
+    if FIGURES:
+        terminalreporter.section("sentinel figures")
+        for name, value in FIGURES.items():
+            terminalreporter.write_line(f"{name}: {value}")

@@ -219,7 +219,8 @@ def test_bad_names_and_urls() -> None:
     )
     assert problems_of({"app": "tasks"}) == ['app: expected "module:attribute", got "tasks"']
     assert problems_of(with_app(broker={"url": "http://user:secret@host/"})) == [
-        'broker.url: expected a redis://, rediss://, unix:// or redis+cluster:// URL, got "http://..."'
+        "broker.url: expected a redis://, rediss://, unix://, redis+cluster:// or "
+        'redis+sentinel:// URL, got "http://..."'
     ]
 
 

@@ -13,11 +13,12 @@ import cattrs
 
 from trioqueue._client import Client, open_client
 from trioqueue._config import Backoff, Config, QueueOptions, QueueSettings
+from trioqueue._connect_options import connect_options
 from trioqueue._converter import default_converter, type_name_of
 from trioqueue._cron import Schedule
 from trioqueue._errors import UnknownMessageType
 from trioqueue._handler import Handler, RunIn, message_type_of
-from trioqueue._keys import check_prefix, check_queue_name
+from trioqueue._keys import check_queue_name
 from trioqueue._sync_client import SyncClient
 
 __all__ = ["App"]
@@ -242,24 +243,40 @@ class App:
         *,
         prefix: str | None = None,
         config: Config | None = None,
-        connect_timeout: float = 5.0,
-        socket_timeout: float = 30.0,
+        connect_timeout: float | None = None,
+        socket_timeout: float | None = None,
         tls_ca_file: str | None = None,
+        wait_replicas: int | None = None,
+        wait_timeout: float | None = None,
+        wait_local_fsync: bool | None = None,
     ) -> SyncClient:
         """Connect a synchronous client (redis-py), for code that is not async.
 
-        ``with app.connect_sync(url) as client: client.send(msg)``. Same wire format,
-        same scripts and the same errors as ``connect``.
+        ``with app.connect_sync(url) as client: client.send(msg)``. Same URLs, settings,
+        wire format, scripts and errors as ``connect``.
         """
-        prefix = check_prefix(prefix or (config.broker.prefix if config else "tq"))
-        return SyncClient(
-            self,
-            url,
+        o = connect_options(
+            config,
             prefix=prefix,
-            config=config,
             connect_timeout=connect_timeout,
             socket_timeout=socket_timeout,
             tls_ca_file=tls_ca_file,
+            wait_replicas=wait_replicas,
+            wait_timeout=wait_timeout,
+            wait_local_fsync=wait_local_fsync,
+        )
+        d = o.durability
+        return SyncClient(
+            self,
+            url,
+            prefix=o.prefix,
+            config=config,
+            connect_timeout=o.connect_timeout,
+            socket_timeout=o.socket_timeout,
+            tls_ca_file=o.tls_ca_file,
+            wait_replicas=d.replicas,
+            wait_timeout=d.timeout,
+            wait_local_fsync=d.local_fsync,
         )
 
     def connect(
@@ -268,26 +285,38 @@ class App:
         *,
         prefix: str | None = None,
         config: Config | None = None,
-        connect_timeout: float = 5.0,
-        socket_timeout: float = 30.0,
+        connect_timeout: float | None = None,
+        socket_timeout: float | None = None,
         tls_ca_file: str | None = None,
+        wait_replicas: int | None = None,
+        wait_timeout: float | None = None,
+        wait_local_fsync: bool | None = None,
     ) -> AbstractAsyncContextManager[Client]:
         """Connect a Trio client: ``async with app.connect(url) as client: ...``.
 
-        ``url`` is ``redis://[user:password@]host:port/db``, ``rediss://...`` or
-        ``unix:///path/to/socket?db=0``. Fails fast with ``BrokerError`` if the
-        broker cannot be reached or rejects the credentials.
+        ``url`` is ``redis://[user:password@]host:port/db``, ``rediss://...``,
+        ``unix:///path/to/socket?db=0`` or, through Sentinel,
+        ``redis+sentinel://host:port[,host:port...]/SERVICE[?db=N]``. Fails fast
+        with ``BrokerError`` if the broker cannot be reached or rejects the
+        credentials.
+
+        Every other setting comes from ``config.broker`` when a ``config`` is given
+        (``prefix``, timeouts, ``tls_ca_file``, ``wait_*``), and a keyword argument
+        given here overrides it. With ``wait_replicas=N`` a send returns only once N
+        replicas have it (within ``wait_timeout`` seconds; ``wait_local_fsync=True``
+        also waits for the primary's AOF fsync), else raises ``NotReplicated``.
         """
-        prefix = check_prefix(prefix or (config.broker.prefix if config else "tq"))
-        return open_client(
-            self,
-            url,
+        o = connect_options(
+            config,
             prefix=prefix,
-            config=config,
             connect_timeout=connect_timeout,
             socket_timeout=socket_timeout,
             tls_ca_file=tls_ca_file,
+            wait_replicas=wait_replicas,
+            wait_timeout=wait_timeout,
+            wait_local_fsync=wait_local_fsync,
         )
+        return open_client(self, url, options=o, config=config)
 
 
 def _merge(queue: str, old: QueueOptions | None, new: QueueOptions) -> QueueOptions:

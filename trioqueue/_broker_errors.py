@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import redis.exceptions as rx
 import trio
+from redis.sentinel import MasterNotFoundError
 
 from trioqueue._errors import BrokerAuthError, BrokerError, BrokerUnavailable
 from trioqueue._redact import redact, redact_url
@@ -32,9 +33,25 @@ def is_connection_error(exc: BaseException) -> bool:
     )
 
 
+# Replies that mean "not now": a failover under way (READONLY from a demoted primary,
+# MASTERDOWN from a replica cut off from it, UNBLOCKED for a blocked read when the
+# server changed role, NOREPLICAS under ``min-replicas-to-write``), a restart
+# (LOADING), a cluster moving slots, a long script. The command did not run.
 TRANSIENT_CODES = frozenset(
-    {"LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "OOM", "BUSY", "READONLY"}
+    {
+        "LOADING",
+        "MASTERDOWN",
+        "TRYAGAIN",
+        "CLUSTERDOWN",
+        "OOM",
+        "BUSY",
+        "READONLY",
+        "NOREPLICAS",
+        "UNBLOCKED",
+    }
 )
+# The same for redis-py, which strips the code of the replies it has classes for.
+_SYNC_TRANSIENT = (rx.ConnectionError, rx.TimeoutError, rx.ReadOnlyError, rx.BusyLoadingError)
 
 
 def is_broker_failure(exc: BaseException) -> bool:
@@ -51,12 +68,28 @@ def classify(exc: BaseException, url: str | None) -> BrokerError:
 
 def classify_sync(exc: rx.RedisError, url: str | None) -> BrokerError:
     """Turn a redis-py exception into the ``BrokerError`` ``classify`` would give."""
+    if isinstance(exc, MasterNotFoundError):
+        # Its text lists the repr of every sentinel client; say what it means instead.
+        text = str(exc)
+        service = text.split("'")[1] if text.count("'") >= 2 else "?"
+        if text.count("AuthenticationError") and "TimeoutError" not in text:
+            return BrokerAuthError(
+                f"no primary found for service {service!r}: the sentinels refused the "
+                "credentials (sentinel credentials: sentinel_username/_password)"
+            )
+        exc = MasterNotFoundError(f"no primary found for service {service!r}")
     return broker_error(
         exc,
         url,
         denied=isinstance(exc, rx.AuthenticationError | rx.NoPermissionError),
-        unreachable=isinstance(exc, rx.ConnectionError | rx.TimeoutError),
+        unreachable=isinstance(exc, _SYNC_TRANSIENT)
+        or str(exc).split(" ", 1)[0] in TRANSIENT_CODES,
     )
+
+
+def is_denied(exc: BaseException) -> bool:
+    """True for a refusal of our credentials or permissions: retrying will not help."""
+    return isinstance(exc, ReplyError) and _denied(str(exc))
 
 
 def _denied(text: str) -> bool:

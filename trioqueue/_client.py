@@ -14,7 +14,7 @@ from trioqueue._broker_errors import classify, is_broker_failure
 from trioqueue._connection import Redis, connected
 from trioqueue._core import _commands as cmd
 from trioqueue._core import _dead, _events, _lookup, _pause, _send
-from trioqueue._core._base import ClientBase
+from trioqueue._core._base import ClientBase, Durability
 from trioqueue._deadletters import DeadLetter
 from trioqueue._events import JobEvent
 from trioqueue._job import Job, JobStatus
@@ -26,6 +26,7 @@ from trioqueue._scripts import Call
 if TYPE_CHECKING:
     from trioqueue._app import App
     from trioqueue._config import Config
+    from trioqueue._connect_options import ConnectOptions
 
 __all__ = ["Client"]
 
@@ -41,9 +42,16 @@ class Client(ClientBase):
     """Sends jobs to an App's queues from Trio code. Get one with ``App.connect``."""
 
     def __init__(
-        self, app: App, redis: Redis, *, prefix: str, config: Config | None, url: str
+        self,
+        app: App,
+        redis: Redis,
+        *,
+        prefix: str,
+        config: Config | None,
+        url: str,
+        durability: Durability | None = None,
     ) -> None:
-        super().__init__(app, prefix=prefix, config=config, url=url)
+        super().__init__(app, prefix=prefix, config=config, url=url, durability=durability)
         self.redis = redis
 
     async def send(
@@ -271,6 +279,11 @@ class Client(ClientBase):
                 return [(_text(name), entries(got)) for name, got in items]
             case cmd.Pipeline():
                 return await self._pipeline(command)
+            case cmd.Replicated(call):
+                parsed, waited = await scripts.run_then(
+                    self.redis, call, command.wait, block=command.block
+                )
+                return command.reply(parsed, waited)
         raise TypeError(f"not a command: {command!r}")
 
     async def _pipeline(self, pipeline: cmd.Pipeline) -> list[Any]:
@@ -315,17 +328,15 @@ async def open_client(
     app: App,
     url: str,
     *,
-    prefix: str,
+    options: ConnectOptions,
     config: Config | None,
-    connect_timeout: float,
-    socket_timeout: float,
-    tls_ca_file: str | None,
 ) -> AsyncIterator[Client]:
     """Connect, check the broker answers, and yield a ``Client`` (see ``App.connect``)."""
+    o = options
     async with connected(
         url,
-        connect_timeout=connect_timeout,
-        socket_timeout=socket_timeout,
-        tls_ca_file=tls_ca_file,
+        connect_timeout=o.connect_timeout,
+        socket_timeout=o.socket_timeout,
+        tls_ca_file=o.tls_ca_file,
     ) as redis:
-        yield Client(app, redis, prefix=prefix, config=config, url=url)
+        yield Client(app, redis, prefix=o.prefix, config=config, url=url, durability=o.durability)

@@ -100,7 +100,13 @@ class QueueSettings:
 
 @attrs.frozen
 class BrokerConfig:
-    """``[broker]``: where the Redis/Valkey server is; absent ``url`` = embedded server."""
+    """``[broker]``: where the Redis/Valkey server is; absent ``url`` = embedded server.
+
+    ``wait_replicas`` (default 0) makes every send wait until that many replicas have
+    it, up to ``wait_timeout`` seconds, else raise ``NotReplicated``;
+    ``wait_local_fsync`` also waits for the primary's AOF fsync (``WAITAOF``: Redis
+    7.2+ or Valkey, with ``appendonly yes``). Workers' acknowledgements never wait.
+    """
 
     url: str | None = None
     prefix: str = "tq"
@@ -109,6 +115,9 @@ class BrokerConfig:
     connect_timeout: float = 5.0
     socket_timeout: float = 30.0
     tls_ca_file: str | None = None
+    wait_replicas: int = 0
+    wait_timeout: float = 1.0
+    wait_local_fsync: bool = False
 
 
 @attrs.frozen

@@ -31,6 +31,10 @@ from trioqueue._keys import check_prefix, check_queue_name
 __all__ = ["URL_ENV", "load_config", "parse_config"]
 
 URL_ENV = "TRIOQUEUE_BROKER_URL"
+URL_SCHEMES = (
+    "redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://",
+    "redis+sentinel://", "rediss+sentinel://",
+)  # fmt: skip
 
 T = TypeVar("T")
 
@@ -154,15 +158,21 @@ def _check_ranges(cfg: Config) -> list[str]:
         check_prefix(cfg.broker.prefix)
     except ValueError as exc:
         problems.append(f"broker.prefix: {exc}")
-    if cfg.broker.url is not None and not cfg.broker.url.startswith(
-        ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
-    ):
+    if cfg.broker.url is not None and not cfg.broker.url.startswith(URL_SCHEMES):
         problems.append(
-            "broker.url: expected a redis://, rediss://, unix:// or redis+cluster:// URL, got "
+            "broker.url: expected a redis://, rediss://, unix://, redis+cluster:// or "
+            "redis+sentinel:// URL, got "
             f'"{cfg.broker.url.split("://")[0]}://..."'
         )
     positive("broker.connect_timeout", cfg.broker.connect_timeout)
     positive("broker.socket_timeout", cfg.broker.socket_timeout)
+    positive("broker.wait_replicas", cfg.broker.wait_replicas, zero_ok=True)
+    positive("broker.wait_timeout", cfg.broker.wait_timeout)
+    if cfg.broker.wait_timeout >= cfg.broker.socket_timeout:
+        problems.append(
+            "broker.wait_timeout: must be shorter than broker.socket_timeout "
+            f"({cfg.broker.socket_timeout}), got {cfg.broker.wait_timeout}"
+        )
     w = cfg.worker
     positive("worker.concurrency", w.concurrency)
     positive("worker.shutdown_grace", w.shutdown_grace, zero_ok=True)

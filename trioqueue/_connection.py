@@ -11,14 +11,25 @@ import trio
 from trioqueue._broker_errors import classify
 from trioqueue._errors import BrokerError, BrokerUnavailable
 from trioqueue._redact import chainable, redact, redact_url
-from trioqueue._redis import AnyRedis, RedisError, is_cluster_url, open_redis, parse_url
-from trioqueue._redis import parse_cluster_url as _parse_cluster_url
+from trioqueue._redis import (
+    AnyRedis,
+    RedisError,
+    is_cluster_url,
+    is_sentinel_url,
+    open_redis,
+    parse_cluster_url,
+    parse_sentinel_url,
+    parse_url,
+)
 
 Redis = AnyRedis
 
 __all__ = ["SCHEMES", "Redis", "as_text", "check_url", "connected", "ping", "sole_exception"]
 
-SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
+SCHEMES = (
+    "redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "redis+sentinel",
+    "rediss+sentinel",
+)  # fmt: skip
 
 
 def check_url(url: str) -> None:
@@ -27,11 +38,17 @@ def check_url(url: str) -> None:
     if scheme not in SCHEMES:
         shown = f"{scheme}://" if scheme else redact_url(url)
         raise BrokerError(
-            f"unsupported broker URL scheme {shown!r}: use redis://, rediss://, unix:// or "
-            "redis+cluster://"
+            f"unsupported broker URL scheme {shown!r}: use redis://, rediss:// or unix:// "
+            "(or redis+cluster://, rediss+cluster:// for a Cluster, redis+sentinel://, "
+            "rediss+sentinel:// for Sentinel)"
         )
     try:
-        _parse_cluster_url(url) if is_cluster_url(url) else parse_url(url)
+        if is_sentinel_url(url):
+            parse_sentinel_url(url)
+        elif is_cluster_url(url):
+            parse_cluster_url(url)
+        else:
+            parse_url(url)
     except (ValueError, TypeError) as exc:
         raise BrokerError(
             f"invalid broker URL {redact_url(url)}: {redact(str(exc), url)}"

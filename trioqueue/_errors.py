@@ -7,7 +7,11 @@ message: they cross process boundaries, since a ``run_in="process"`` handler rai
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trioqueue._job import Job
 
 __all__ = [
     "BatchFailed",
@@ -18,6 +22,7 @@ __all__ = [
     "JobCancelled",
     "JobFailed",
     "MessageTooLarge",
+    "NotReplicated",
     "QueueFull",
     "Reject",
     "Retry",
@@ -55,6 +60,61 @@ class BrokerUnavailable(BrokerError):
 
 class BrokerAuthError(BrokerError):
     """The broker rejected our credentials or permissions; retrying will not help."""
+
+
+class NotReplicated(BrokerError):
+    """A send reached the primary but not as many replicas as asked within
+    ``wait_timeout`` (``[broker] wait_replicas``), or its local AOF fsync was not
+    confirmed (``wait_local_fsync``). Its outcome is unknown: the jobs may exist (and
+    run) or be lost in a failover. Sending them again with the same ``job_id`` is safe.
+
+    ``jobs`` are the jobs of the call (all of a ``send_many``); ``replicas`` is the
+    fewest replicas any part of it reached, ``wanted`` how many were asked for;
+    ``fsynced`` is False when a local fsync was asked for and not confirmed, else None
+    or True.
+    """
+
+    def __init__(
+        self,
+        jobs: Sequence[Job],
+        *,
+        replicas: int,
+        wanted: int,
+        timeout: float,
+        fsynced: bool | None = None,
+    ) -> None:
+        self.jobs = list(jobs)
+        self.replicas = replicas
+        self.wanted = wanted
+        self.timeout = timeout
+        self.fsynced = fsynced
+        what = f"job {self.jobs[0].id}" if len(self.jobs) == 1 else f"{len(self.jobs)} jobs"
+        short = []
+        if replicas < wanted:
+            short.append(f"{replicas} of {wanted} replicas acknowledged")
+        if fsynced is False:
+            short.append("the primary's AOF fsync was not confirmed")
+        super().__init__(
+            f"send of {what} not confirmed within {timeout}s: {' and '.join(short)}; "
+            "it may or may not have been kept (sending again with the same job_id is safe)"
+        )
+
+    @property
+    def job(self) -> Job:
+        """The first (for ``send``: the only) job of the call."""
+        return self.jobs[0]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _not_replicated,
+            (self.jobs, self.replicas, self.wanted, self.timeout, self.fsynced),
+        )
+
+
+def _not_replicated(
+    jobs: list[Job], replicas: int, wanted: int, timeout: float, fsynced: bool | None
+) -> NotReplicated:
+    return NotReplicated(jobs, replicas=replicas, wanted=wanted, timeout=timeout, fsynced=fsynced)
 
 
 class QueueFull(TrioqueueError):

@@ -13,18 +13,23 @@ from contextlib import suppress
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import redis as redis_py
 import redis.exceptions as rx
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 from trioqueue import _scripts as scripts
 from trioqueue._broker_errors import classify_sync
 from trioqueue._connection import check_url
 from trioqueue._core import _commands as cmd
 from trioqueue._core import _events, _lookup, _pause, _send
-from trioqueue._core._base import ClientBase
+from trioqueue._core._base import ClientBase, Durability
 from trioqueue._errors import BrokerError
 from trioqueue._events import JobEvent
 from trioqueue._job import Job, JobStatus
 from trioqueue._redact import chainable, redact, redact_url
+from trioqueue._redis import is_sentinel_url, parse_sentinel_url
 from trioqueue._scripts import Call
 from trioqueue._sync_redis import SyncRedis, sync_redis
 
@@ -39,7 +44,14 @@ T = TypeVar("T")
 
 class SyncClient(ClientBase):
     """Sends jobs from synchronous code. Get one with ``App.connect_sync``; use it as
-    a context manager (or call ``close``). Safe to share between threads."""
+    a context manager (or call ``close``). Safe to share between threads.
+
+    redis-py's automatic retries are off: a send whose connection failed may have
+    been applied, so it raises ``BrokerUnavailable`` instead of being sent again
+    (send it again with the same ``job_id`` to retry it safely). ``redis+sentinel://``
+    URLs go through ``redis.sentinel.Sentinel``, which asks again for the primary
+    whenever a connection is (re)opened or answers ``READONLY``.
+    """
 
     def __init__(
         self,
@@ -51,8 +63,12 @@ class SyncClient(ClientBase):
         connect_timeout: float = 5.0,
         socket_timeout: float = 30.0,
         tls_ca_file: str | None = None,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
+        wait_local_fsync: bool = False,
     ) -> None:
-        super().__init__(app, prefix=prefix, config=config, url=url)
+        durability = Durability(wait_replicas, wait_timeout, wait_local_fsync)
+        super().__init__(app, prefix=prefix, config=config, url=url, durability=durability)
         check_url(url)
         # An events read blocks on the server: well within the socket timeout.
         self._events_block_ms = max(1, min(5000, int(socket_timeout * 500)))
@@ -60,11 +76,16 @@ class SyncClient(ClientBase):
             "socket_connect_timeout": connect_timeout,
             "socket_timeout": socket_timeout,
             "health_check_interval": 30,
+            # No blind resends: a command whose connection failed may have run.
+            "retry": Retry(NoBackoff(), 0),
         }
-        if url.startswith(("rediss://", "rediss+cluster://")) and tls_ca_file:
+        if url.startswith(("rediss://", "rediss+cluster://", "rediss+sentinel://")) and tls_ca_file:
             kwargs["ssl_ca_certs"] = tls_ca_file
         try:
-            self.redis: SyncRedis = sync_redis(url, **kwargs)
+            if is_sentinel_url(url):
+                self.redis: SyncRedis = _sentinel_client(url, kwargs)
+            else:
+                self.redis = sync_redis(url, **kwargs)
         except (ValueError, TypeError) as exc:
             raise BrokerError(
                 f"invalid broker URL {redact_url(url)}: {redact(str(exc), url)}"
@@ -222,6 +243,8 @@ class SyncClient(ClientBase):
                 return [(_text(name), [(_text(i), f) for i, f in items]) for name, items in pairs]
             case cmd.Pipeline():
                 return self._pipeline(command)
+            case cmd.Replicated(call):
+                return command.reply(*scripts.run_then_sync(r, call, command.wait))
         raise TypeError(f"not a command: {command!r}")
 
     def _pipeline(self, pipeline: cmd.Pipeline) -> list[Any]:
@@ -252,3 +275,17 @@ class SyncClient(ClientBase):
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _sentinel_client(url: str, kwargs: dict[str, Any]) -> redis_py.Redis:
+    """A redis-py client on the primary of a Sentinel URL's service."""
+    t = parse_sentinel_url(url)
+    node = {**kwargs, "db": t.node.db, "username": t.node.username, "password": t.node.password}
+    sentinel = {k: v for k, v in kwargs.items() if k != "health_check_interval"}
+    sentinel.update(username=t.sentinel.username, password=t.sentinel.password)
+    if t.node.tls:
+        node["ssl"] = sentinel["ssl"] = True
+    # Untyped in redis-py.
+    finder = Sentinel(list(t.sentinels), sentinel_kwargs=sentinel, **node)  # type: ignore[no-untyped-call]
+    client: redis_py.Redis = finder.master_for(t.service, **node)  # type: ignore[no-untyped-call]
+    return client

@@ -29,6 +29,7 @@ def sync_redis(url: str, **kwargs: Any) -> SyncRedis:
     seeds = parse_cluster_url(url)
     first = seeds[0]
     kwargs.pop("health_check_interval", None)
+    kwargs["retry"] = Retry(NoBackoff(), 0)
     return RedisCluster(
         startup_nodes=[
             ClusterNode(s.host or "127.0.0.1", s.port)  # type: ignore[no-untyped-call]
@@ -37,6 +38,5 @@ def sync_redis(url: str, **kwargs: Any) -> SyncRedis:
         username=first.username,
         password=first.password,
         ssl=first.tls,
-        retry=Retry(NoBackoff(), 0),
         **kwargs,
     )

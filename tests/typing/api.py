@@ -183,3 +183,23 @@ async def work(path: Path) -> None:
         assert_type(supervisor.metrics_port, int | None)
         assert_type(supervisor.registry, CollectorRegistry)
         nursery.cancel_scope.cancel()
+
+
+async def produce_replicated(config: trioqueue.Config) -> None:
+    url = "redis+sentinel://s1:26379,s2:26379/mymaster?db=1&sentinel_password=pw"
+    async with app.connect(url, config=config, wait_replicas=1, wait_timeout=0.5) as client:
+        try:
+            await client.send(SendWelcome("a@example.org"), job_id="welcome-a")
+        except trioqueue.NotReplicated as exc:
+            error: trioqueue.BrokerError = exc  # a BrokerError: caught by existing handlers
+            assert_type(error.args, tuple[Any, ...])
+            assert_type(exc.jobs, list[trioqueue.Job])
+            assert_type(exc.job, trioqueue.Job)
+            assert_type(exc.replicas, int)
+            assert_type(exc.wanted, int)
+            assert_type(exc.fsynced, bool | None)
+    with app.connect_sync(url, config=config, wait_local_fsync=True) as sync:
+        assert_type(sync.send(SendWelcome("b@example.org")), trioqueue.Job)
+    assert_type(config.broker.wait_replicas, int)
+    assert_type(config.broker.wait_timeout, float)
+    assert_type(config.broker.wait_local_fsync, bool)

@@ -22,6 +22,22 @@ if TYPE_CHECKING:
 PARTITIONS_CACHE = 10.0
 
 
+@attrs.frozen
+class Durability:
+    """How a send is confirmed: by the primary alone (the default), or only once
+    ``replicas`` replicas (and, with ``local_fsync``, the primary's AOF on disk) have
+    it, waiting up to ``timeout`` seconds (``[broker] wait_*``)."""
+
+    replicas: int = 0
+    timeout: float = 1.0
+    local_fsync: bool = False
+
+    @property
+    def waits(self) -> bool:
+        """True if a send must wait for a confirmation."""
+        return self.replicas > 0 or self.local_fsync
+
+
 @attrs.define(eq=False)
 class Core:
     """A client's state apart from its connection, shared by every operation."""
@@ -29,6 +45,7 @@ class Core:
     app: App
     prefix: str
     config: Config | None = None
+    durability: Durability = Durability()
     _settings: dict[str, QueueSettings] = attrs.field(factory=dict, init=False)
     _partitions: dict[str, tuple[int, float]] = attrs.field(factory=dict, init=False)
 
@@ -82,11 +99,19 @@ class Core:
 class ClientBase:
     """What ``Client`` and ``SyncClient`` share apart from how they talk to Redis."""
 
-    def __init__(self, app: App, *, prefix: str, config: Config | None, url: str) -> None:
+    def __init__(
+        self,
+        app: App,
+        *,
+        prefix: str,
+        config: Config | None,
+        url: str,
+        durability: Durability | None = None,
+    ) -> None:
         self.app = app
         self.prefix = prefix
         self._url = url
-        self._core = Core(app, prefix, config)
+        self._core = Core(app, prefix, config, durability or Durability())
 
     def queue_settings(self, queue: str) -> QueueSettings:
         """The settings this client applies to ``queue`` (bounds, result TTL)."""

@@ -112,6 +112,39 @@ class Pipeline:
 
 
 @attrs.frozen
+class Replicated:
+    """``call`` (a send), then on the same connection ``WAIT replicas timeout_ms``, or
+    ``WAITAOF 1 replicas timeout_ms`` with ``local_fsync``: both count the writes of
+    their own connection, so the two go together on a connection of their own (the
+    wait may block it for ``timeout_ms``). Replies ``(the call's parsed reply,
+    replicas that acknowledged, whether the local fsync was confirmed or None)``."""
+
+    call: Call[Any]
+    replicas: int
+    timeout_ms: int
+    local_fsync: bool
+
+    @property
+    def wait(self) -> tuple[str | int, ...]:
+        """The wait command to send right after the call."""
+        if self.local_fsync:
+            return ("WAITAOF", 1, self.replicas, self.timeout_ms)
+        return ("WAIT", self.replicas, self.timeout_ms)
+
+    @property
+    def block(self) -> float:
+        """How long the wait may hold its connection, in seconds."""
+        return self.timeout_ms / 1000
+
+    def reply(self, parsed: Any, waited: Any) -> tuple[Any, int, bool | None]:
+        """This command's reply, from the call's parsed reply and the wait's."""
+        if self.local_fsync:
+            local, replicas = waited
+            return parsed, int(replicas), int(local) >= 1
+        return parsed, int(waited), None
+
+
+@attrs.frozen
 class Sleep:
     """Wait ``seconds`` without talking to the broker; replies None."""
 
@@ -146,6 +179,7 @@ Command: TypeAlias = (
     | XDel
     | Call[Any]
     | Pipeline
+    | Replicated
     | Sleep
     | BestEffort
 )

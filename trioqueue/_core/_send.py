@@ -9,9 +9,9 @@ from typing import Any
 
 from trioqueue import _scripts as scripts
 from trioqueue._core._base import Core
-from trioqueue._core._commands import Op
+from trioqueue._core._commands import Op, Replicated
 from trioqueue._envelope import new_job_id
-from trioqueue._errors import MessageTooLarge
+from trioqueue._errors import MessageTooLarge, NotReplicated
 from trioqueue._job import Job
 from trioqueue._routing import due_ms, partition_for
 
@@ -69,11 +69,28 @@ def send_many(
         count += 1
     counts = yield from core.partition_counts(list(by_queue))
     out: list[Job | None] = [None] * count
+    # Chunks short of their confirmation: the others are still sent, then one
+    # NotReplicated names every job of the call and the fewest replicas reached.
+    short: list[NotReplicated] = []
     for q, p, chunk in _chunks(by_queue, counts):
-        jobs = yield from send_encoded(core, q, [encoded for _, encoded in chunk], partition=p)
+        try:
+            jobs = yield from send_encoded(core, q, [encoded for _, encoded in chunk], partition=p)
+        except NotReplicated as exc:
+            short.append(exc)
+            jobs = exc.jobs
         for (i, _), job in zip(chunk, jobs, strict=True):
             out[i] = job
-    return [job for job in out if job is not None]
+    sent = [job for job in out if job is not None]
+    if short:
+        fsynced = False if any(e.fsynced is False for e in short) else short[0].fsynced
+        raise NotReplicated(
+            sent,
+            replicas=min(e.replicas for e in short),
+            wanted=short[0].wanted,
+            timeout=short[0].timeout,
+            fsynced=fsynced,
+        )
+    return sent
 
 
 def _chunks(
@@ -106,7 +123,7 @@ def send_encoded(
     for _, _, body, _ in items:
         if len(body) > settings.max_message_bytes:
             raise MessageTooLarge(queue, len(body), settings.max_message_bytes)
-    sent: scripts.Sent = yield scripts.send(
+    call = scripts.send(
         core.keys(queue, partition),
         items,
         max_length=settings.max_length or 0,
@@ -115,6 +132,21 @@ def send_encoded(
         due=due,
         events_max=settings.events_max_length if settings.events else 0,
     )
+    d = core.durability
+    if not d.waits:
+        sent: scripts.Sent = yield call
+        return _jobs(queue, partition, items, sent)
+    timeout_ms = max(1, round(d.timeout * 1000))
+    sent, replicas, fsynced = yield Replicated(call, d.replicas, timeout_ms, d.local_fsync)
+    jobs = _jobs(queue, partition, items, sent)
+    if replicas < d.replicas or fsynced is False:
+        raise NotReplicated(
+            jobs, replicas=replicas, wanted=d.replicas, timeout=d.timeout, fsynced=fsynced
+        )
+    return jobs
+
+
+def _jobs(queue: str, partition: int, items: Sequence[Item], sent: scripts.Sent) -> list[Job]:
     return [
         Job(
             id=job_id,

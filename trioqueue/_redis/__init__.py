@@ -25,3 +25,7 @@ from trioqueue._redis._errors import ReplyTimeout as ReplyTimeout
 from trioqueue._redis._errors import TLSError as TLSError
 from trioqueue._redis._open import AnyRedis as AnyRedis
 from trioqueue._redis._open import open_redis as open_redis
+from trioqueue._redis._sentinel import PrimaryNotFound as PrimaryNotFound
+from trioqueue._redis._sentinel import StalePrimary as StalePrimary
+from trioqueue._redis._sentinel import is_sentinel_url as is_sentinel_url
+from trioqueue._redis._sentinel import parse_sentinel_url as parse_sentinel_url

@@ -10,13 +10,18 @@ callers with ``ReplyTimeout``.
 
 Nothing is retried here: whether a command whose connection was lost ran is
 unknown, and only the caller knows whether running it twice is safe.
+
+Failover: with a ``resolver`` (Sentinel, ``_sentinel.py``) every new connection asks it
+where the primary is and checks with ``ROLE`` that it is one. A ``READONLY`` reply (a
+primary demoted under us) retires the connection it came on: calls already on it
+finish, the next call opens a new one (asking the resolver again).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -25,12 +30,21 @@ from trioqueue._redis._commands import Commands
 from trioqueue._redis._connection import Arg, Connection, timed_out
 from trioqueue._redis._errors import ConnectionLost, ReplyError
 from trioqueue._redis._pubsub import PubSub
+from trioqueue._redis._sentinel import check_role
 from trioqueue._redis._transport import Transport, open_transport
 
 __all__ = ["Redis"]
 
 # Idle connections kept for blocking commands; more are opened when needed.
 IDLE_KEPT = 8
+
+
+class Resolver(Protocol):
+    """Where the primary is now (Sentinel): asked for every new connection."""
+
+    async def primary(self) -> Address:
+        """The address to connect to."""
+        ...
 
 
 class Redis(Commands):
@@ -44,8 +58,13 @@ class Redis(Commands):
         socket_timeout: float | None,
         tls_ca_file: str | None,
         client_name: str | None,
+        resolver: Resolver | None = None,
     ) -> None:
         self.address = address
+        self._resolver = resolver
+        # Connections that answered READONLY: closed once their callers are done.
+        self._retired: set[Connection] = set()
+        self._subscriptions: set[Transport] = set()
         self._connect_timeout = connect_timeout
         self._socket_timeout = socket_timeout
         self._tls = address.tls_context(tls_ca_file)
@@ -62,7 +81,12 @@ class Redis(Commands):
         conn = self._shared
         if conn is None or conn.broken:
             conn = await self._shared_connection()
-        return await conn.execute(args)
+        try:
+            return await conn.execute(args)
+        except ReplyError as exc:
+            if exc.code == "READONLY":
+                self._retire(conn)
+            raise
 
     async def pipeline(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
         """Several commands in one round trip (not a transaction); their replies in
@@ -70,7 +94,7 @@ class Redis(Commands):
         conn = self._shared
         if conn is None or conn.broken:
             conn = await self._shared_connection()
-        return await conn.pipeline(commands)
+        return self._checked(conn, await conn.pipeline(commands))
 
     async def execute_blocking(self, args: Sequence[Arg], *, block: float) -> Any:
         """Send a command that may wait ``block`` seconds on the server, on a
@@ -78,7 +102,9 @@ class Redis(Commands):
         conn = self._idle_connection() or await self._connect()
         try:
             reply = await conn.execute(args, extra=block)
-        except ReplyError:
+        except ReplyError as exc:
+            if exc.code == "READONLY":
+                self._retired.add(conn)
             self._release(conn)
             raise
         except BaseException:
@@ -88,17 +114,46 @@ class Redis(Commands):
         self._release(conn)
         return reply
 
+    async def pipeline_blocking(
+        self, commands: Sequence[Sequence[Arg]], *, block: float
+    ) -> list[Any]:
+        """Several commands in one round trip on a connection of their own, which may
+        wait ``block`` seconds on the server (e.g. a script and then ``WAIT``, which
+        counts the writes of its own connection); replies as ``pipeline``'s."""
+        conn = self._idle_connection() or await self._connect()
+        try:
+            replies = await conn.pipeline(commands, extra=block)
+        except BaseException:
+            self._discard(conn)
+            raise
+        self._checked(conn, replies)
+        self._release(conn)
+        return replies
+
     @asynccontextmanager
     async def subscribe(self, channels: Sequence[str]) -> AsyncIterator[PubSub]:
         """A connection of its own subscribed to ``channels``; closed on exit."""
+        address = await self._target()
         with trio.fail_after(self._connect_timeout):
-            transport = await self._transport()
+            transport = await self._transport(address)
         pubsub = PubSub(transport, timeout=self._socket_timeout)
+        self._subscriptions.add(transport)
         try:
             with trio.fail_after(self._connect_timeout):
-                await pubsub.start(self.address.handshake(self._client_name), channels)
+                await pubsub.start(address.handshake(self._client_name), channels)
             yield pubsub
         finally:
+            self._subscriptions.discard(transport)
+            transport.close()
+
+    def retire_all(self) -> None:
+        """The primary moved: let calls under way finish, open new connections for
+        the next ones (asking the resolver again). Subscriptions are closed: their
+        owners subscribe again, on the new primary (a message published there would
+        never reach the old one)."""
+        for conn in list(self._open):
+            self._retire(conn)
+        for transport in list(self._subscriptions):
             transport.close()
 
     def close(self) -> None:
@@ -120,6 +175,7 @@ class Redis(Commands):
         while True:
             await trio.sleep(interval)
             now = trio.current_time()
+            self._sweep()
             for conn in list(self._open):
                 if conn.broken:
                     self._open.discard(conn)
@@ -138,26 +194,39 @@ class Redis(Commands):
     async def _connect(self) -> Connection:
         if self._closed:
             raise ConnectionLost("client closed")
+        self._sweep()
+        address = await self._target()
+        handshake = address.handshake(self._client_name)
+        if self._resolver is not None:
+            handshake.append(["ROLE"])
         try:
             with trio.fail_after(self._connect_timeout):
-                transport = await self._transport()
+                transport = await self._transport(address)
                 conn = Connection(transport, timeout=self._socket_timeout)
                 try:
-                    for reply in await conn.pipeline(self.address.handshake(self._client_name)):
+                    replies = await conn.pipeline(handshake)
+                    for reply in replies:
                         if isinstance(reply, ReplyError):
                             raise reply
+                    if self._resolver is not None:
+                        check_role(address, replies[-1])
                 except BaseException:
                     conn.close()
                     raise
         except trio.TooSlowError:
             raise ConnectionLost(
-                f"cannot connect to {self.address.where}: no answer within {self._connect_timeout}s"
+                f"cannot connect to {address.where}: no answer within {self._connect_timeout}s"
             ) from None
         self._open.add(conn)
         return conn
 
-    async def _transport(self) -> Transport:
-        a = self.address
+    async def _target(self) -> Address:
+        if self._resolver is None:
+            return self.address
+        self.address = await self._resolver.primary()
+        return self.address
+
+    async def _transport(self, a: Address) -> Transport:
         try:
             return await open_transport(host=a.host, port=a.port, path=a.path, tls=self._tls)
         except OSError as exc:
@@ -171,7 +240,32 @@ class Redis(Commands):
             self._discard(conn)
         return None
 
+    def _checked(self, conn: Connection, replies: list[Any]) -> list[Any]:
+        for reply in replies:
+            if type(reply) is ReplyError and reply.code == "READONLY":
+                self._retire(conn)
+                break
+        return replies
+
+    def _retire(self, conn: Connection) -> None:
+        """Stop handing ``conn`` out (its server is a replica now); close it once idle."""
+        if conn is self._shared:
+            self._shared = None
+        self._retired.add(conn)
+        self._sweep()
+
+    def _sweep(self) -> None:
+        for conn in list(self._retired):
+            if conn.idle or conn.broken:
+                self._retired.discard(conn)
+                if conn in self._idle:
+                    self._idle.remove(conn)
+                self._discard(conn)
+
     def _release(self, conn: Connection) -> None:
+        if conn in self._retired:
+            self._sweep()
+            return
         if conn.broken or self._closed or len(self._idle) >= IDLE_KEPT:
             self._discard(conn)
         else:

@@ -167,6 +167,20 @@ class ClusterRedis(Commands):
                 raise
         raise ReplyError(f"TRYAGAIN too many redirections for {args[0]!r}")
 
+    async def pipeline_blocking(
+        self, commands: Sequence[Sequence[Arg]], *, block: float
+    ) -> list[Any]:
+        """Several commands on one connection of their own to the primary of the first
+        command's key (a script and then ``WAIT``: both must reach the same node)."""
+        redis = await self._route(command_key(commands[0]))
+        replies = await redis.pipeline_blocking(commands, block=block)
+        first = replies[0] if replies else None
+        if isinstance(first, ReplyError) and first.code == "MOVED":
+            await self.refresh()
+            redis = self._node(_target(first))
+            replies = await redis.pipeline_blocking(commands, block=block)
+        return replies
+
     async def pipeline(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
         """Several commands, each to the primary of its key, one pipeline per node;
         replies in order, error replies as values (redirected ones sent again)."""

@@ -90,13 +90,13 @@ class Connection:
             raise reply
         return reply
 
-    async def pipeline(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
+    async def pipeline(self, commands: Sequence[Sequence[Arg]], *, extra: float = 0.0) -> list[Any]:
         """Send many commands in one write; return their replies, error replies as
-        ``ReplyError`` values (not raised)."""
+        ``ReplyError`` values (not raised). ``extra`` as for ``execute``."""
         if not commands:
             return []
         data = b"".join([pack(tuple(c)) for c in commands])
-        waiter = self._issue(data, len(commands), 0.0)
+        waiter = self._issue(data, len(commands), extra)
         await self._flush()
         await self._wait(waiter)
         return waiter.replies

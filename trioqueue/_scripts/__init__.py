@@ -30,6 +30,8 @@ Rules the scripts keep (see docs/explanation/delivery.md):
 from trioqueue._scripts._call import Call as Call
 from trioqueue._scripts._call import run as run
 from trioqueue._scripts._call import run_sync as run_sync
+from trioqueue._scripts._call import run_then as run_then
+from trioqueue._scripts._call import run_then_sync as run_then_sync
 from trioqueue._scripts._codes import LeaseLost as LeaseLost
 from trioqueue._scripts._members import Fetched as Fetched
 from trioqueue._scripts._members import cron_claim as cron_claim

@@ -61,6 +61,51 @@ async def run(redis: AnyRedis, call: Call[R]) -> R:
     return call.parse(raw)
 
 
+async def run_then(
+    redis: AnyRedis, call: Call[R], then: Sequence[Arg], *, block: float
+) -> tuple[R, Any]:
+    """Run ``call`` and then the command ``then`` on one connection of their own (a
+    ``WAIT`` counts the writes of its connection), which ``then`` may block for
+    ``block`` seconds; return the call's parsed reply and ``then``'s raw one."""
+    sha, keys, args = call.script.sha, call.keys, call.args
+    commands = [("EVALSHA", sha, len(keys), *keys, *args), then]
+    raw, after = await redis.pipeline_blocking(commands, block=block)
+    if isinstance(raw, ReplyError) and raw.code == "NOSCRIPT":
+        await redis.script_load(call.script.source)
+        raw, after = await redis.pipeline_blocking(commands, block=block)
+    if isinstance(raw, ReplyError):
+        _raise_translated(call, raw)
+        raise raw
+    if isinstance(after, ReplyError):
+        raise after
+    return call.parse(raw), after
+
+
+def run_then_sync(
+    redis: redis_py.Redis | RedisCluster, call: Call[R], then: Sequence[Arg]
+) -> tuple[R, Any]:
+    """``run_then`` on a redis-py client: one pipeline, so one connection."""
+    sha, keys, args = call.script.sha, call.keys, call.args
+
+    def both() -> list[Any]:
+        with redis.pipeline(transaction=False) as pipe:
+            pipe.evalsha(sha, len(keys), *keys, *args)
+            pipe.execute_command(*then)
+            replies: list[Any] = pipe.execute(raise_on_error=False)
+        return replies
+
+    raw, after = both()
+    if isinstance(raw, rx.NoScriptError):
+        redis.script_load(call.script.source)
+        raw, after = both()
+    if isinstance(raw, rx.ResponseError):
+        _raise_translated(call, raw)
+        raise raw
+    if isinstance(after, Exception):
+        raise after
+    return call.parse(raw), after
+
+
 def run_sync(redis: redis_py.Redis | RedisCluster, call: Call[R]) -> R:
     """Run ``call`` on a redis-py client and return its parsed reply."""
     sha, keys, args = call.script.sha, call.keys, call.args

@@ -10,8 +10,10 @@ peers' heartbeats may look stale to us for the same reason, so trust them later)
 Cancellation: cancelled by the supervisor only after every consumer drained, so the
 worker stays alive, and its jobs its own, for the whole drain.
 
-Error handling: a lost connection is reported to the outage tracker and the beat is
-tried again within an interval; other errors propagate.
+Error handling: a lost connection or a transient refusal is reported to the outage
+tracker and the beat is tried again within an interval. So is any other error reply
+(a failover can produce replies no list foresees): a worker must not stop because
+a beat failed once. Only a refusal of our credentials, and bugs, propagate.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ import orjson
 import trio
 
 from trioqueue import _scripts as scripts
+from trioqueue._broker_errors import is_denied
+from trioqueue._errors import BrokerError
+from trioqueue._redis import RedisError
 from trioqueue._worker._context import WorkerContext
 from trioqueue._worker._outage import repeat
 
@@ -99,5 +104,11 @@ class Heartbeat:
                 liveness.lapsed()
             return interval
 
+        async def failed(exc: Exception) -> float:
+            if is_denied(exc) or not isinstance(exc, RedisError | BrokerError):
+                raise exc
+            ctx.outage.failed("heartbeat", exc)
+            return interval
+
         await trio.sleep(interval)
-        await repeat("heartbeat", step, ctx.outage, max_wait=interval)
+        await repeat("heartbeat", step, ctx.outage, on_error=failed, max_wait=interval)

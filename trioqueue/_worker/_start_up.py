@@ -5,7 +5,10 @@ queue bounds into every partition's meta hash (skipped, with a warning, on a bro
 out of memory: a full broker must still be drainable), distrusts peers' heartbeats
 for a while if the server has just (re)started, and writes the first heartbeat.
 
-Error handling: a broker unreachable or refusing here ends the worker's start.
+Error handling: a broker that refuses for a moment (``READONLY`` from a replica that
+has not been promoted yet, ``MASTERDOWN``, ``LOADING``, a lost connection) is waited
+for with backoff, logged once, as the loops do: every step here is idempotent. Any
+other refusal (credentials, a bug) ends the worker's start.
 """
 
 from __future__ import annotations
@@ -27,6 +30,12 @@ async def start_up(
     ctx: WorkerContext, settings: dict[str, QueueSettings], heartbeat: Heartbeat
 ) -> None:
     """Partition counts (``settings`` is updated in place), bounds, uptime, first beat."""
+    await ctx.outage.call("start-up", lambda: _start_up(ctx, settings, heartbeat))
+
+
+async def _start_up(
+    ctx: WorkerContext, settings: dict[str, QueueSettings], heartbeat: Heartbeat
+) -> None:
     try:
         await resolve_partitions(ctx.redis, ctx.prefix, settings)
         await store_queue_bounds(ctx.redis, ctx.prefix, settings.values())
