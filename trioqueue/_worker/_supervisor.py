@@ -32,7 +32,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 
 import attrs
@@ -81,6 +81,7 @@ class Supervisor:
 
     ``registry`` is the worker's own Prometheus ``CollectorRegistry``; with
     ``config.metrics.port`` set, ``run`` also serves it (and ``/healthz``) over HTTP.
+    ``member_info`` is added to the heartbeat record (a parent's ``parent``, ``index``).
     """
 
     def __init__(
@@ -92,8 +93,10 @@ class Supervisor:
         burst: bool = False,
         handle_signals: bool = False,
         on_progress: Callable[[int], None] | None = None,
+        member_info: Mapping[str, object] | None = None,
     ) -> None:
         self.app = app
+        self.member_info = dict(member_info or {})
         self.config = config if config is not None else Config(app="")
         self.prefix = self.config.broker.prefix
         self.burst = burst
@@ -129,8 +132,6 @@ class Supervisor:
     @property
     def _worker(self) -> WorkerConfig:
         return self.config.worker
-
-    # ----------------------------------------------------------------- public API
 
     def is_stopping(self) -> bool:
         """Whether a graceful shutdown has begun (consumers stop fetching)."""
@@ -206,12 +207,12 @@ class Supervisor:
                     )
                 )
                 ctx = self._ctx = self._context(url)
-                heartbeat = Heartbeat(ctx, list(self.settings), self._lease_renewals)
+                heartbeat = Heartbeat(
+                    ctx, list(self.settings), self._lease_renewals, info=self.member_info
+                )
                 await self._start_up(ctx, heartbeat)
                 await self._run_loops(ctx, heartbeat, task_status)
         log.info("worker %s stopped", self.member_id)
-
-    # ----------------------------------------------------------------- internals
 
     def _context(self, url: str) -> WorkerContext:
         w = self._worker
