@@ -239,6 +239,31 @@ async def test_members_metrics_and_a_graceful_stop(
     assert int(summary.pending) == 0
 
 
+async def test_a_second_signal_cancels_the_running_jobs(
+    tmp_path: Path, server: Server, prefix: str, redis: Any
+) -> None:
+    """SIGINT twice to the parent: every worker cancels its running jobs at once (they
+    stay pending for redelivery) and the parent exits 0 long before the jobs' end."""
+    write_project(tmp_path, server.url, prefix)
+    async with running(tmp_path, "--workers", "2") as parent:
+        await wait_for(lambda: len(parent.started()) == 2, timeout=30)
+        await send(server.url, prefix, [Slow(n, seconds=30.0) for n in range(4)])
+        await wait_for(lambda: len(runs(tmp_path, "started.txt")) == 4)
+        start = trio.current_time()
+        parent.proc.send_signal(signal.SIGINT)
+        await wait_for(lambda: b"received SIGINT: stopping" in parent.log)
+        parent.proc.send_signal(signal.SIGINT)
+    text = parent.text()
+    assert parent.proc.returncode == 0, text
+    assert trio.current_time() - start < 10
+    assert "received SIGINT again: cancelling" in text
+    assert text.count("cancelling: running jobs are abandoned") == 2
+    assert done(tmp_path) == []
+    keys = PartitionKeys(prefix, "slow")
+    summary: Any = await redis.xpending(keys.stream, GROUP)
+    assert int(summary.pending) == 4
+
+
 async def test_a_killed_worker_is_restarted_and_its_jobs_reclaimed(
     tmp_path: Path, server: Server, prefix: str
 ) -> None:

@@ -135,7 +135,7 @@ class Parent:
                         slots.start_soon(self._slot, index)
                     task_status.started(port)
             if self._kill_scope.cancelled_caught:
-                log.warning("killed the workers still running %.0fs after the stop", KILL_AFTER)
+                log.warning("killed the workers still running at the stop's deadline")
             nursery.cancel_scope.cancel()
         if self._failure is not None:
             raise WorkersFailed(self._failure)
