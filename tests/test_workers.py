@@ -31,6 +31,7 @@ from trioqueue._keys import GROUP, PartitionKeys
 TASKS = """
 import os
 import pathlib
+import time
 
 import attrs
 import trio
@@ -61,6 +62,17 @@ async def slow(msg: Slow) -> None:
     await trio.sleep(msg.seconds)
     with (HERE / "done.txt").open("a") as f:
         f.write(f"{msg.n} {os.getpid()}\\n")
+
+
+@attrs.frozen
+class Stuck:
+    seconds: float
+
+
+@app.handler(queue="stuck")
+async def stuck(msg: Stuck) -> None:
+    (HERE / "stuck").touch()
+    time.sleep(msg.seconds)  # blocks the worker's event loop: it cannot drain
 """
 
 WORKER = """
@@ -78,6 +90,13 @@ class Slow:
 
     n: int
     seconds: float = 0.3
+
+
+@attrs.frozen
+class Stuck:
+    """The app's Stuck, to send from the test."""
+
+    seconds: float
 
 
 @attrs.define
@@ -262,6 +281,34 @@ async def test_a_second_signal_cancels_the_running_jobs(
     keys = PartitionKeys(prefix, "slow")
     summary: Any = await redis.xpending(keys.stream, GROUP)
     assert int(summary.pending) == 4
+
+
+async def test_workers_that_cannot_drain_are_killed_at_the_deadline(
+    tmp_path: Path, server: Server, prefix: str
+) -> None:
+    """A worker whose event loop is blocked ignores the stop; shutdown_grace + 5 s after
+    the signal the parent kills it (SIGKILL to its process group) and exits 0."""
+    write_project(tmp_path, server.url, prefix)
+    config = tmp_path / "config.toml"
+    config.write_text(config.read_text().replace("shutdown_grace = 5.0", "shutdown_grace = 0.0"))
+    async with running(tmp_path, "--workers", "1") as parent:
+        await wait_for(lambda: len(parent.started()) == 1, timeout=30)
+        app = trioqueue.App("sender")
+
+        @app.handler(queue="stuck")
+        async def stuck(msg: Stuck) -> None:
+            pass
+
+        async with app.connect(server.url, prefix=prefix) as client:
+            await client.send(Stuck(60.0))
+        await wait_for(lambda: (tmp_path / "stuck").exists())
+        (pid, _), start = parent.started()[0], trio.current_time()
+        parent.proc.send_signal(signal.SIGTERM)
+    assert parent.proc.returncode == 0, parent.text()
+    assert 4.5 < trio.current_time() - start < 10
+    assert "killed the workers still running at the stop's deadline" in parent.text()
+    assert f"worker process {pid} did not stop in time: killing" in parent.text()
+    assert not alive(pid)
 
 
 async def test_a_killed_worker_is_restarted_and_its_jobs_reclaimed(

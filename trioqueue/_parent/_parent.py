@@ -287,6 +287,7 @@ def _describe(child: Child, status: int) -> str:
 
 async def _kill_group(proc: trio.Process) -> None:
     """The cancellation of a child: SIGKILL to its process group, then reap it."""
+    log.warning("worker process %d did not stop in time: killing its process group", proc.pid)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     with trio.CancelScope(shield=True):
