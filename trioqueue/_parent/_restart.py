@@ -19,7 +19,14 @@ import attrs
 
 from trioqueue._config import Backoff
 
-__all__ = ["CRASH_LIMIT", "CRASH_WINDOW", "HEALTHY_AFTER", "RESTART_BACKOFF", "Restarts"]
+__all__ = [
+    "CRASH_LIMIT",
+    "CRASH_WINDOW",
+    "HEALTHY_AFTER",
+    "RESTART_BACKOFF",
+    "Restarts",
+    "SlotBackoff",
+]
 
 RESTART_BACKOFF = Backoff(initial=0.5, factor=2.0, max=30.0, jitter=0.25)
 # Seconds a worker must have run for its death to restart the backoff from the start.
