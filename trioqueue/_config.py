@@ -122,7 +122,13 @@ class BrokerConfig:
 
 @attrs.frozen
 class WorkerConfig:
-    """``[worker]``: defaults for the supervisor and its handlers."""
+    """``[worker]``: defaults for the supervisor and its handlers.
+
+    ``processes`` sizes the process pool of ``run_in="process"`` handlers; ``workers``
+    is how many worker processes ``trioqueue run`` starts (None: the worker runs in
+    the ``run`` process itself; N: a parent supervisor runs N of them, like
+    ``trioqueue run --workers N``).
+    """
 
     concurrency: int = 32
     shutdown_grace: float = 30.0
@@ -130,6 +136,7 @@ class WorkerConfig:
     heartbeat_ttl: float = 10.0
     block: float = 1.0
     processes: int = 4
+    workers: int | None = None
 
 
 @attrs.frozen

@@ -180,6 +180,7 @@ def _check_ranges(cfg: Config) -> list[str]:
     positive("worker.heartbeat_ttl", w.heartbeat_ttl)
     positive("worker.block", w.block)
     positive("worker.processes", w.processes)
+    positive("worker.workers", w.workers)
     if w.heartbeat_ttl <= w.heartbeat_interval:
         problems.append(
             f"worker.heartbeat_ttl: must be longer than worker.heartbeat_interval "

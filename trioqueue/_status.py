@@ -24,8 +24,9 @@ async def collect_status(
     redis: Redis, prefix: str, queues: Iterable[str], ordered: Iterable[str] = ()
 ) -> dict[str, Any]:
     """One JSON-ready document: the live ``members`` (each with the partitions it owns
-    per ordered queue) and per-queue ``partitions`` figures, with the queue's last
-    minutes of ``history`` and the ``rates`` over them."""
+    per ordered queue, and its parent supervisor if it has one), the ``supervisors``
+    (each parent with its members' ids, by index) and per-queue ``partitions`` figures,
+    with the queue's last minutes of ``history`` and the ``rates`` over them."""
     # TIME through a script: the client's TIME reply loses the milliseconds, and a
     # member whose heartbeat expired within the last second would still look live.
     now_ms = await scripts.run(redis, scripts.server_time()) // 1000
@@ -37,7 +38,14 @@ async def collect_status(
         if info is None:
             continue  # expired between the two reads: not live
         doc = orjson.loads(info)
-        members[member] = {"id": member, "queues": doc.get("queues", []), "partitions": {}}
+        members[member] = {
+            "id": member,
+            "queues": doc.get("queues", []),
+            "partitions": {},
+            # Set for the worker processes of a `run --workers N` parent (host:pid).
+            "parent": doc.get("parent"),
+            "index": doc.get("index"),
+        }
     ordered = set(ordered)
     out: dict[str, Any] = {"members": [], "queues": {}}
     for queue in queues:
@@ -56,8 +64,20 @@ async def collect_status(
         history = await queue_history(redis, prefix, queue, len(partitions), now_ms)
         out["queues"][queue]["history"] = history
         out["queues"][queue]["rates"] = _history.rates(history, now_ms)
-    out["members"] = list(members.values())
+    out["members"] = sorted(
+        members.values(), key=lambda m: (m["parent"] or m["id"], m["parent"] is not None, _index(m))
+    )
+    parents: dict[str, list[str]] = {}
+    for m in out["members"]:
+        if m["parent"] is not None:
+            parents.setdefault(m["parent"], []).append(m["id"])
+    out["supervisors"] = [{"id": p, "members": ids} for p, ids in parents.items()]
     return out
+
+
+def _index(member: dict[str, Any]) -> int:
+    index = member["index"]
+    return index if isinstance(index, int) else -1
 
 
 async def queue_history(

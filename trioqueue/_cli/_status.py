@@ -84,9 +84,19 @@ def status(
     members.add_column("member (host:pid:random)")
     members.add_column("queues")
     members.add_column("owns (ordered queues)")
+    sizes = {sup["id"]: len(sup["members"]) for sup in doc.get("supervisors", [])}
+    shown: dict[str, int] = {}
     for m in doc["members"]:
         owns = "; ".join(f"{q}: {', '.join(map(str, ps))}" for q, ps in m["partitions"].items())
-        members.add_row(m["id"], ", ".join(m["queues"]), owns or "-")
+        parent = m.get("parent")
+        name = m["id"]
+        if parent is not None:
+            # The worker processes of one `run --workers N` parent, under it.
+            if parent not in shown:
+                members.add_row(f"{parent} (parent of {sizes.get(parent, 0)})", "", "")
+            shown[parent] = shown.get(parent, 0) + 1
+            name = f"{'└' if shown[parent] == sizes.get(parent) else '├'}─ {name}"
+        members.add_row(name, ", ".join(m["queues"]), owns or "-")
     out.print(members)
 
 

@@ -2,10 +2,14 @@
 
 Every ``heartbeat_interval`` it renews ``<prefix>:member:<id>`` (TTL
 ``heartbeat_ttl``) and this member's entry in the members set, then the leases of
-the ordered partitions it owns. It also notices trouble: a renewal that finds the
-heartbeat expired (peers may have taken our jobs: every consumer checks its running
-jobs at once), and a gap longer than half a TTL since the last success (we stalled:
-peers' heartbeats may look stale to us for the same reason, so trust them later).
+the ordered partitions it owns. The heartbeat's value, read by ``status``, is a JSON
+record: ``id``, ``app``, ``queues`` and, for a worker process of ``run --workers``,
+``parent`` (``host:pid`` of the parent supervisor) and ``index`` (its slot).
+
+It also notices trouble: a renewal that finds the heartbeat expired (peers may have
+taken our jobs: every consumer checks its running jobs at once), and a gap longer
+than half a TTL since the last success (we stalled: peers' heartbeats may look stale
+to us for the same reason, so trust them later).
 
 Cancellation: cancelled by the supervisor only after every consumer drained, so the
 worker stays alive, and its jobs its own, for the whole drain.
@@ -19,7 +23,7 @@ a beat failed once. Only a refusal of our credentials, and bugs, propagate.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import orjson
 import trio
@@ -47,8 +51,11 @@ class Heartbeat:
         ctx: WorkerContext,
         queues: Sequence[str],
         renewals: Callable[[], Sequence[Callable[[], Awaitable[None]]]],
+        *,
+        info: Mapping[str, object] | None = None,
     ) -> None:
         self._ctx = ctx
+        self._info = dict(info or {})
         self._queues = list(queues)
         self._renewals = renewals
 
@@ -56,7 +63,9 @@ class Heartbeat:
         """Renew our heartbeat; return False if it had expired (we were presumed dead)."""
         ctx = self._ctx
         ttl_ms = int(ctx.worker.heartbeat_ttl * 1000)
-        info = orjson.dumps({"id": ctx.member_id, "app": ctx.app.name, "queues": self._queues})
+        info = orjson.dumps(
+            {**self._info, "id": ctx.member_id, "app": ctx.app.name, "queues": self._queues}
+        )
         alive = await scripts.run(
             ctx.redis,
             scripts.heartbeat(ctx.prefix, member_id=ctx.member_id, info=info, ttl_ms=ttl_ms),

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import trio
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -70,9 +70,13 @@ class MetricsServer:
         *,
         host: str,
         port: int,
+        before: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self._registry = registry
         self._health = health
+        # Awaited with the request's path before it is answered: a parent of several
+        # worker processes reads its children's figures there (``_parent/_metrics.py``).
+        self._before = before
         self._host = host
         self._port = port
         self._scope = trio.CancelScope()
@@ -104,6 +108,8 @@ class MetricsServer:
                     if head is None:
                         await stream.send_all(_response(431, _TEXT, b"request too large\n"))
                         return
+                    if self._before is not None:
+                        await self._before(_path(head))
                     await stream.send_all(self.answer(head))
                     return
                 with trio.move_on_after(1.0):
@@ -135,6 +141,12 @@ class MetricsServer:
             log.exception("metrics server: answering %s failed", path)
             status, ctype, body = 500, _TEXT, b"internal error (see the worker's log)\n"
         return _response(status, ctype, body, head_only=method == "HEAD")
+
+
+def _path(head: bytes) -> str:
+    """The path of the request's target ("" if the request line is malformed)."""
+    parts = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
+    return parts[1].split("?", 1)[0] if len(parts) == 3 else ""
 
 
 async def _read_head(stream: trio.SocketStream) -> bytes | None:

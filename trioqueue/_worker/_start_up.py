@@ -14,6 +14,7 @@ other refusal (credentials, a bug) ends the worker's start.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from trioqueue._config import QueueSettings
@@ -21,7 +22,7 @@ from trioqueue._worker._context import WorkerContext
 from trioqueue._worker._heartbeat import Heartbeat
 from trioqueue._worker._partitions import resolve_partitions, store_queue_bounds
 
-__all__ = ["start_up"]
+__all__ = ["only", "start_up"]
 
 log = logging.getLogger("trioqueue.worker")
 
@@ -51,3 +52,15 @@ async def _start_up(
         # renewed yet, so do not take their jobs until a full TTL has passed.
         ctx.liveness.distrust(ttl - uptime)
     await heartbeat.beat()
+
+
+def only(
+    settings: dict[str, QueueSettings], queues: Iterable[str] | None
+) -> dict[str, QueueSettings]:
+    """The settings of ``queues`` (all with None); ``ValueError`` naming unknown ones."""
+    if queues is None:
+        return settings
+    unknown = sorted(set(queues) - set(settings))
+    if unknown:
+        raise ValueError(f"no handler registered for queue(s) {', '.join(unknown)}")
+    return {q: settings[q] for q in queues}

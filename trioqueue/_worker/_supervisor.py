@@ -32,7 +32,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 
 import attrs
@@ -58,7 +58,7 @@ from trioqueue._worker._partitions import PartitionWatch
 from trioqueue._worker._rebalance import OrderedQueue
 from trioqueue._worker._scheduler import Scheduler
 from trioqueue._worker._signals import listen_for_signals
-from trioqueue._worker._start_up import start_up
+from trioqueue._worker._start_up import only, start_up
 from trioqueue._worker._stats import ConsumerStatistics, SupervisorStatistics
 
 __all__ = ["Supervisor", "new_member_id"]
@@ -81,6 +81,7 @@ class Supervisor:
 
     ``registry`` is the worker's own Prometheus ``CollectorRegistry``; with
     ``config.metrics.port`` set, ``run`` also serves it (and ``/healthz``) over HTTP.
+    ``member_info`` is added to the heartbeat record (a parent's ``parent``, ``index``).
     """
 
     def __init__(
@@ -92,19 +93,16 @@ class Supervisor:
         burst: bool = False,
         handle_signals: bool = False,
         on_progress: Callable[[int], None] | None = None,
+        member_info: Mapping[str, object] | None = None,
     ) -> None:
         self.app = app
+        self.member_info = dict(member_info or {})
         self.config = config if config is not None else Config(app="")
         self.prefix = self.config.broker.prefix
         self.burst = burst
         self.handle_signals = handle_signals
         self.member_id = new_member_id()
-        self.settings: dict[str, QueueSettings] = app.settings(self.config)
-        if queues is not None:
-            unknown = sorted(set(queues) - set(self.settings))
-            if unknown:
-                raise ValueError(f"no handler registered for queue(s) {', '.join(unknown)}")
-            self.settings = {q: self.settings[q] for q in queues}
+        self.settings: dict[str, QueueSettings] = only(app.settings(self.config), queues)
         self.schedules = [*app.schedules, *config_schedules(app, self.config.schedules)]
         self.url: str | None = None
         self._on_progress = on_progress
@@ -129,8 +127,6 @@ class Supervisor:
     @property
     def _worker(self) -> WorkerConfig:
         return self.config.worker
-
-    # ----------------------------------------------------------------- public API
 
     def is_stopping(self) -> bool:
         """Whether a graceful shutdown has begun (consumers stop fetching)."""
@@ -207,12 +203,12 @@ class Supervisor:
                     )
                 )
                 ctx = self._ctx = self._context(url)
-                heartbeat = Heartbeat(ctx, list(self.settings), self._lease_renewals)
+                heartbeat = Heartbeat(
+                    ctx, list(self.settings), self._lease_renewals, info=self.member_info
+                )
                 await self._start_up(ctx, heartbeat)
                 await self._run_loops(ctx, heartbeat, task_status)
         log.info("worker %s stopped", self.member_id)
-
-    # ----------------------------------------------------------------- internals
 
     def _context(self, url: str) -> WorkerContext:
         w = self._worker
