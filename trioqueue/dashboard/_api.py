@@ -138,7 +138,7 @@ def api_routes(dash: Dashboard) -> list[Route]:
             {
                 "taken_at": snap.taken_at,
                 "took": snap.took,
-                "error": dash.snapshots.error,
+                "snapshot_error": dash.snapshots.error,
                 "interval": dash.snapshots.interval,
                 "queues": list(snap.queues.values()),
                 "members": snap.members,
@@ -154,7 +154,7 @@ def api_routes(dash: Dashboard) -> list[Route]:
             return missing
         doc = dict(snap.queues.get(name, {}))
         doc["settings"] = dash.settings_of(name)
-        doc["taken_at"], doc["error"] = snap.taken_at, dash.snapshots.error
+        doc["taken_at"], doc["snapshot_error"] = snap.taken_at, dash.snapshots.error
         return JSON(doc)
 
     async def workers(request: Request) -> Response:

@@ -72,7 +72,7 @@ def cell(field: str, kind: str, value: Any, root: str) -> str:
 
 def _td(col: Col, row: dict[str, Any], root: str) -> str:
     label, field, kind = col
-    cls = "num" if kind == "num" else kind.split(":")[0]
+    cls = "num" if kind == "num" else f"k-{kind.split(':')[0]}"
     return (
         f'<td class="{cls}" data-label="{e(label)}">{cell(field, kind, row.get(field), root)}</td>'
     )

@@ -13,7 +13,8 @@
   in its ``csrf`` field) and, when the browser sends ``Origin``, come from the
   dashboard's own origin.
 - Every response gets a Content-Security-Policy without inline scripts or styles,
-  ``frame-ancestors 'none'``, ``X-Content-Type-Options: nosniff`` and no referrer.
+  ``frame-ancestors 'none'``, ``X-Content-Type-Options: nosniff`` and no referrer to other sites
+  (``same-origin``: with ``no-referrer`` a browser sends ``Origin: null`` on forms).
 
 The CSRF token is an HMAC of a random session id kept in the ``tq_sid`` cookie
 (HttpOnly, SameSite=Strict), keyed by a secret made when the dashboard starts.
@@ -48,7 +49,7 @@ SECURITY_HEADERS = [
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),
     (b"cross-origin-opener-policy", b"same-origin"),
 ]
 # Paths served to anyone: the login form and the static files (no data in either).

@@ -126,8 +126,8 @@
       if (t.dataset.rows && Array.isArray(items)) rows(t, items);
     });
     if (doc.queues) chart(doc.queues);
-    errorBox.hidden = !doc.error;
-    errorBox.textContent = doc.error ? "broker: " + doc.error : "";
+    errorBox.hidden = !doc.snapshot_error;
+    errorBox.textContent = doc.snapshot_error ? "broker: " + doc.snapshot_error : "";
   }
 
   function poll() {
