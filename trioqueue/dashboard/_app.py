@@ -21,13 +21,14 @@ import trio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from trioqueue._app import App
 from trioqueue._cli._project import broker_url, import_app
 from trioqueue._client import Client
 from trioqueue._config import Config
+from trioqueue._errors import BrokerAuthError, TrioqueueError
 from trioqueue.dashboard._api import api_routes
 from trioqueue.dashboard._html import e
 from trioqueue.dashboard._pages import page_routes
@@ -79,6 +80,7 @@ class Dashboard:
             routes=[*api_routes(self), *page_routes(self), *self._routes()],
             middleware=[Middleware(Guard, keys=self.keys)],
             lifespan=self._lifespan,
+            exception_handlers={TrioqueueError: _broker_error},
         )
 
     @property
@@ -157,6 +159,13 @@ class Dashboard:
             Route("/login", login_form),
             Route("/login", login, methods=["POST"]),
         ]
+
+
+async def _broker_error(request: Request, exc: Exception) -> Response:
+    """A broker error during a request: 403 for a refused permission (an ACL without
+    the command), 502 otherwise; the message is the error's own (passwords redacted)."""
+    status = 403 if isinstance(exc, BrokerAuthError) else 502
+    return JSONResponse({"error": str(exc)}, status_code=status)
 
 
 def _login_page(request: Request, problem: str) -> str:
