@@ -126,9 +126,15 @@ def api_routes(dash: Dashboard) -> list[Route]:
     def known(queue: str) -> Response | None:
         return None if queue in dash.queues else error(404, f"unknown queue {queue!r}")
 
+    encoded: list[Any] = [None, b""]  # (snapshot, its status document as JSON)
+
     async def status(request: Request) -> Response:
         snap = snapshot_or_503()
-        return snap if isinstance(snap, Response) else JSON(snap.status)
+        if isinstance(snap, Response):
+            return snap
+        if encoded[0] is not snap:  # encoded once per snapshot, not once per request
+            encoded[:] = [snap, orjson.dumps(snap.status)]
+        return Response(encoded[1], media_type="application/json")
 
     async def overview(request: Request) -> Response:
         snap = snapshot_or_503()
