@@ -2,8 +2,9 @@
 ``GET /api/status`` serves, for 10 queues x 8 partitions (``--queues``, ``--partitions``).
 
 The dashboard runs in this process on Hypercorn's Trio worker, as ``trioqueue
-dashboard`` does; the load comes from a child process (a minimal HTTP/1.1 client on Trio, ``--clients``
-concurrent keep-alive connections for ``--seconds``), so the two do not share one CPU's time.
+dashboard`` does; the load comes from a child process (a minimal HTTP/1.1 client on
+Trio, ``--clients`` concurrent keep-alive connections for ``--seconds``), so the two
+do not share one CPU's time.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ from trioqueue.dashboard import Dashboard
 from trioqueue.dashboard._snapshot import take_snapshot
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import Server, free_port  # noqa: E402
+from bench import Server, free_port
 
 LOAD = """
 import sys, time, trio
-host, port, path, clients, seconds = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
+host, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+clients, seconds = int(sys.argv[4]), float(sys.argv[5])
 REQ = f"GET {path} HTTP/1.1\\r\\nHost: {host}:{port}\\r\\n\\r\\n".encode()
 async def main():
     done = 0
