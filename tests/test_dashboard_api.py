@@ -232,3 +232,41 @@ async def test_pages_send_security_headers_and_refuse_foreign_hosts(dash: Dashbo
         transport=httpx.ASGITransport(app=dash.asgi), base_url="http://dash.example.com"
     ) as foreign:
         assert (await foreign.get("/api/status")).status_code == 403
+
+
+async def test_dashboard_mounts_inside_another_asgi_app(dash_config: trioqueue.Config) -> None:
+    """Mounted under /ops/queues: its API and pages answer there, links and cookies
+    carry the prefix, and the host app's lifespan runs the dashboard."""
+    from contextlib import asynccontextmanager
+
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Mount, Route
+
+    d = Dashboard(dash_config, app=app)
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with d.running():
+            yield
+
+    async def home(_: object) -> PlainTextResponse:
+        return PlainTextResponse("host app")
+
+    host = Starlette(routes=[Route("/", home), Mount("/ops/queues", app=d.asgi)], lifespan=lifespan)
+    async with (
+        lifespan(host),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=host), base_url="http://localhost"
+        ) as client,
+    ):
+        assert (await client.get("/")).text == "host app"
+        page = await client.get("/ops/queues/")
+        queues = (await client.get("/ops/queues/api/status")).json()["queues"]
+        assert set(queues) == {"work", "ordered"}
+        assert 'href="/ops/queues/queues/work"' in page.text
+        assert 'src="/ops/queues/static/dashboard.js"' in page.text
+        assert "Path=/ops/queues" in page.headers["set-cookie"]
+        token = page.text.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+        r = await client.post("/ops/queues/api/queues/work/pause", headers={"X-CSRF-Token": token})
+        assert r.json()["changed"] is True
