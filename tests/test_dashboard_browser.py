@@ -25,6 +25,8 @@ import pytest
 
 from tests.conftest import Server, free_port
 from tests.dashboard_app import Work, app
+from trioqueue._keys import PartitionKeys
+from trioqueue.dashboard._history import history_key
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
@@ -83,6 +85,17 @@ class Project:
     def worker(self, *extra: str) -> subprocess.Popen[bytes]:
         args = [TRIOQUEUE, "run", str(self.config), "-q", "work", *extra]
         return subprocess.Popen(args, cwd=ROOT, env=self.env(), stderr=subprocess.DEVNULL)
+
+    def fake_history(self, queue: str) -> None:
+        """Per-minute history for the last half hour, as workers will write it."""
+        import redis
+
+        with redis.Redis.from_url(self.url) as r:
+            minute = int(r.time()[0]) // 60
+            for ago in range(30):
+                key = history_key(PartitionKeys(self.prefix, queue, 0), minute - ago)
+                r.hset(key, mapping={"succeeded": 40 + (ago * 7) % 25, "failed": ago % 4})
+                r.expire(key, 3600)
 
     def client(self) -> Any:
         return app.connect_sync(self.url, prefix=self.prefix)
@@ -158,11 +171,17 @@ def test_overview_shows_backlog_and_updates_when_a_worker_drains_it(
     """Jobs sent show as queued; a worker draining them brings it to 0 without a reload."""
     with project.client() as client:
         client.send_many([Work(f"job {i}") for i in range(7)])
+    project.fake_history("work")
     page.reload()
     expect = playwright_api.expect
     expect(queue_cell(page, "work", "queued")).to_have_text("7", timeout=10_000)
     expect(queue_cell(page, "work", "state")).to_have_text("active")
+    expect(page.locator("#chart svg rect.ok").first).to_be_attached(timeout=10_000)
     project.shot(page, "overview")
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    project.shot(page, "overview-phone")
+    page.set_viewport_size({"width": 1200, "height": 800})
     worker = project.worker()
     try:
         expect(queue_cell(page, "work", "queued")).to_have_text("0", timeout=20_000)
