@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import attrs
+import trio
 
 import trioqueue
 
@@ -34,3 +35,15 @@ class Step:
 @app.handler(queue="ordered", ordered=True, partitions=2)
 async def ordered(msg: Step) -> None:
     return None
+
+
+@attrs.frozen
+class Hold:
+    """A job that runs for ``seconds`` (until cancelled, in the tests)."""
+
+    seconds: float
+
+
+@app.handler(queue="hold")
+async def hold(msg: Hold) -> None:
+    await trio.sleep(msg.seconds)

@@ -11,7 +11,7 @@ import trio
 
 import trioqueue
 from tests.conftest import make_config, wait_for
-from tests.dashboard_app import Work, app
+from tests.dashboard_app import Hold, Work, app
 from trioqueue.dashboard import Dashboard
 
 TOKEN = "test-token-0123456789"
@@ -58,7 +58,7 @@ async def test_api_status_is_the_status_json_document(dash: Dashboard) -> None:
         dash.client.redis, dash.config.broker.prefix, dash.queues, ["ordered"]
     )
     assert got == want
-    assert set(got["queues"]) == {"work", "ordered"}
+    assert set(got["queues"]) == {"work", "ordered", "hold"}
 
 
 async def test_api_counts_sends_runs_and_failures(
@@ -263,10 +263,41 @@ async def test_dashboard_mounts_inside_another_asgi_app(dash_config: trioqueue.C
         assert (await client.get("/")).text == "host app"
         page = await client.get("/ops/queues/")
         queues = (await client.get("/ops/queues/api/status")).json()["queues"]
-        assert set(queues) == {"work", "ordered"}
+        assert set(queues) == {"work", "ordered", "hold"}
         assert 'href="/ops/queues/queues/work"' in page.text
         assert 'src="/ops/queues/static/dashboard.js"' in page.text
         assert "Path=/ops/queues" in page.headers["set-cookie"]
         token = page.text.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
         r = await client.post("/ops/queues/api/queues/work/pause", headers={"X-CSRF-Token": token})
         assert r.json()["changed"] is True
+
+
+async def test_api_shows_running_jobs_and_cancels_one(
+    dash: Dashboard, dash_config: trioqueue.Config
+) -> None:
+    """A job running now is on its queue's running list with its worker, the worker
+    counts it, and cancelling it through the API asks the worker to stop it."""
+    job = await dash.client.send(Hold(60))
+    sup = trioqueue.Supervisor(app, dash_config, queues=["hold"])
+    async with trio.open_nursery() as nursery, http(dash) as client:
+        await nursery.start(sup.run)
+
+        async def running() -> bool:
+            await fresh(dash)
+            return (await client.get("/api/queues/hold")).json()["running_jobs"] != []
+
+        await wait_for(running)
+        q = (await client.get("/api/queues/hold")).json()
+        [entry] = q["running_jobs"]
+        assert (entry["job_id"], entry["worker"]) == (job.id, sup.member_id)
+        [member] = (await client.get("/api/workers")).json()["members"]
+        assert member["running"] == 1
+        token = {"X-CSRF-Token": await csrf_of(client)}
+        done = await client.post(f"/api/jobs/{job.id}/cancel", headers=token)
+        assert done.json()["outcome"] == "running"
+
+        async def cancelled() -> bool:
+            return (await dash.client.status(job)).state == "cancelled"
+
+        await wait_for(cancelled)
+        sup.shutdown()

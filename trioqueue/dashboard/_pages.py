@@ -39,6 +39,7 @@ MEMBERS: list[Col] = [
     ("pid", "pid", "num"),
     ("queues", "queues", "text"),
     ("partitions owned", "owned", "num"),
+    ("jobs running", "running", "num"),
     ("heartbeat expires in (s)", "expires_in", "num"),
 ]
 PARTITIONS: list[Col] = [
@@ -57,6 +58,14 @@ DELAYED: list[Col] = [
     ("type", "type", "text"),
     ("attempt", "attempt", "num"),
     ("due", "due_at", "time"),
+    ("partition", "partition", "num"),
+]
+RUNNING: list[Col] = [
+    ("job", "job_id", "link:/jobs/"),
+    ("type", "type", "text"),
+    ("worker", "worker", "text"),
+    ("running for (s)", "running_for", "num"),
+    ("deliveries", "deliveries", "num"),
     ("partition", "partition", "num"),
 ]
 SETTINGS: list[Col] = [("setting", "key", "text"), ("value", "value", "text")]
@@ -148,6 +157,8 @@ def page_routes(dash: Dashboard) -> list[Route]:
             f"{cell('dead', 'num', doc.get('dead'), root)})</a></p>"
             f"<section><h2>Partitions</h2>"
             f"{table('partitions', PARTITIONS, doc.get('partitions', []), root, 'none')}</section>"
+            "<section><h2>Running now</h2>"
+            f"{table('running_jobs', RUNNING, doc.get('running_jobs', []), root, 'none')}</section>"
             f"<section><h2>Next delayed jobs</h2>"
             f"{table('delayed_jobs', DELAYED, doc.get('delayed_jobs', []), root, 'none')}</section>"
             f"<section><h2>Settings</h2>{table('', SETTINGS, settings, root, '')}</section>"

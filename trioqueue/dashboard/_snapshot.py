@@ -21,7 +21,7 @@ import trio
 
 from trioqueue import _scripts as scripts
 from trioqueue._connection import Redis, as_text
-from trioqueue._keys import PartitionKeys, members_key
+from trioqueue._keys import GROUP, PartitionKeys, members_key
 from trioqueue._redact import redact
 from trioqueue._status import collect_status
 from trioqueue.dashboard._history import read_history
@@ -31,6 +31,8 @@ __all__ = ["Snapshot", "Snapshotter", "take_snapshot"]
 log = logging.getLogger("trioqueue.dashboard")
 # Delayed jobs shown per partition on a queue's page, soonest first.
 DELAYED_SHOWN = 10
+# Running jobs shown per partition on a queue's page, longest running first.
+RUNNING_SHOWN = 20
 
 History = Callable[[Redis, str, str, int, int], Awaitable[list[dict[str, Any]] | None]]
 
@@ -65,7 +67,15 @@ async def take_snapshot(
     status = await collect_status(redis, prefix, queues, ordered)
     scores = await redis.execute("ZRANGEBYSCORE", members_key(prefix), now_ms, "+inf", "WITHSCORES")
     expiry = {as_text(scores[i]): float(scores[i + 1]) for i in range(0, len(scores or ()), 2)}
-    members = [_member(m, expiry.get(m["id"]), now_ms) for m in status["members"]]
+    running: dict[str, int] = {}
+    for q in status["queues"].values():
+        for p in q["partitions"]:
+            for c in p["consumers"]:
+                running[c["name"]] = running.get(c["name"], 0) + c["pending"]
+    members = [
+        {**_member(m, expiry.get(m["id"]), now_ms), "running": running.get(m["id"], 0)}
+        for m in status["members"]
+    ]
     out: dict[str, dict[str, Any]] = {}
     for name, q in status["queues"].items():
         parts = q["partitions"]
@@ -87,6 +97,7 @@ async def take_snapshot(
             ],
             **_totals(parts),
             "delayed_jobs": _delayed(due, [p["index"] for p in parts]),
+            "running_jobs": await _running(redis, keys, now_ms),
             "history": await history(redis, prefix, name, len(parts), now_ms),
         }
     return Snapshot(
@@ -124,6 +135,42 @@ def _delayed(replies: list[Any], indexes: list[int]) -> list[dict[str, Any]]:
             )
     jobs.sort(key=lambda j: j["due_at"])
     return jobs[:DELAYED_SHOWN]
+
+
+async def _running(redis: Redis, keys: list[PartitionKeys], now_ms: int) -> list[dict[str, Any]]:
+    """The jobs delivered and not yet acknowledged (up to ``RUNNING_SHOWN`` per
+    partition), oldest delivery first: two pipelined round trips per queue."""
+    pending = await redis.pipeline(
+        [("XPENDING", k.stream, GROUP, "-", "+", RUNNING_SHOWN) for k in keys]
+    )
+    found: list[tuple[PartitionKeys, list[Any]]] = [
+        (k, row)
+        for k, rows in zip(keys, pending, strict=True)
+        if isinstance(rows, list)
+        for row in rows
+    ]
+    if not found:
+        return []
+    entries = await redis.pipeline([("XRANGE", k.stream, row[0], row[0]) for k, row in found])
+    jobs: list[dict[str, Any]] = []
+    for (k, row), entry in zip(found, entries, strict=True):
+        fields: dict[str, str] = {}
+        if isinstance(entry, list) and entry:
+            flat = entry[0][1] or []
+            fields = {as_text(flat[i]): as_text(flat[i + 1]) for i in range(0, len(flat), 2)}
+        jobs.append(
+            {
+                "job_id": fields.get("id", ""),
+                "type": fields.get("type", ""),
+                "worker": as_text(row[1]),
+                "running_for": round(int(row[2]) / 1000, 1),
+                "deliveries": int(row[3]),
+                "partition": k.partition,
+                "started_at": (now_ms - int(row[2])) / 1000,
+            }
+        )
+    jobs.sort(key=lambda j: float(j["running_for"]), reverse=True)
+    return jobs[:RUNNING_SHOWN]
 
 
 def _member(doc: dict[str, Any], expires_ms: float | None, now_ms: int) -> dict[str, Any]:
