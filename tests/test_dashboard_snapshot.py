@@ -23,7 +23,7 @@ async def test_history_is_summed_over_partitions_per_minute(
         await redis.hset(PartitionKeys(prefix, "ordered", 0).meta, {"partitions": "2"})
         now_minute = int((await redis.time()).timestamp()) // 60
         for partition, counts in ((0, {"succeeded": 3, "failed": 1}), (1, {"succeeded": 4})):
-            key = history_key(PartitionKeys(prefix, "ordered", partition), now_minute - 2)
+            key = history_key(PartitionKeys(prefix, "ordered", partition), now_minute - 1)
             await redis.hset(key, counts)
         d.snapshots.refresh_soon()
         await d.snapshots.next_snapshot()
@@ -32,10 +32,10 @@ async def test_history_is_summed_over_partitions_per_minute(
         assert snap is not None
         points = snap.queues["ordered"]["history"]
         assert len(points) == 60
-        at = [p for p in points if p["minute"] == (now_minute - 2) * 60_000]
+        at = [p for p in points if p["minute"] == (now_minute - 1) * 60_000]
         assert at == [
             {
-                "minute": (now_minute - 2) * 60_000,
+                "minute": (now_minute - 1) * 60_000,
                 "succeeded": 7,
                 "failed": 1,
                 "dead": 0,
@@ -67,3 +67,35 @@ async def test_snapshot_keeps_the_last_one_while_the_broker_is_down(
         private_server.start()
         await wait_for(lambda: d.snapshots.error is None, timeout=20)
         assert (await client.get("/api/overview")).json()["snapshot_error"] is None
+
+
+class CountingRedis:
+    """trioqueue's client on the test server, counting the commands of pipelines."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.commands = 0
+
+    async def pipeline(self, commands: list[Any]) -> list[Any]:
+        self.commands += len(commands)
+        return list(await self.inner.pipeline(commands))
+
+
+async def test_history_reader_reads_settled_minutes_once(broker: Any, prefix: str) -> None:
+    """The first read covers the hour; later ones only the last two minutes of each
+    partition, with the same result."""
+    from trioqueue.dashboard._history import HistoryReader, read_history
+
+    redis = CountingRedis(broker)
+    reader = HistoryReader()
+    now_ms = 1_700_000_000_000
+    key = history_key(PartitionKeys(prefix, "q", 1), now_ms // 60_000 - 30)
+    await broker.execute("HSET", key, "succeeded", 5)
+    first = await reader(redis, prefix, "q", 2, now_ms)  # type: ignore[arg-type]
+    assert redis.commands == 120
+    again = await reader(redis, prefix, "q", 2, now_ms + 1)  # type: ignore[arg-type]
+    assert redis.commands == 124
+    assert first == again == await read_history(broker, prefix, "q", 2, now_ms)
+    assert first is not None
+    assert sum(p["succeeded"] for p in first) == 5
+    await broker.execute("DEL", key)

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
+import trio
 
 from trioqueue import _scripts as scripts
 from trioqueue._connection import Redis, as_text
@@ -39,9 +40,17 @@ async def collect_status(
     ordered = set(ordered)
     out: dict[str, Any] = {"members": [], "queues": {}}
     for queue in queues:
-        partitions = []
-        for index in range(await partition_count(redis, prefix, queue)):
-            partitions.append(await _partition(redis, PartitionKeys(prefix, queue, index)))
+        count = await partition_count(redis, prefix, queue)
+        partitions: list[dict[str, Any]] = [{}] * count
+
+        async def read(index: int) -> None:
+            partitions[index] = await _partition(redis, PartitionKeys(prefix, queue, index))
+
+        # Concurrently: the client pipelines the partitions' commands on one connection,
+        # so a queue of N partitions costs about one partition's round trips, not N.
+        async with trio.open_nursery() as nursery:
+            for index in range(count):
+                nursery.start_soon(read, index)
         for p in partitions:
             owner = p["owner"]
             if owner in members:

@@ -14,7 +14,7 @@ from typing import Any
 from trioqueue._connection import Redis
 from trioqueue._keys import PartitionKeys
 
-__all__ = ["FIELDS", "MINUTES", "history_key", "read_history"]
+__all__ = ["FIELDS", "MINUTES", "HistoryReader", "history_key", "read_history"]
 
 FIELDS = ("succeeded", "failed", "dead")
 MINUTES = 60
@@ -32,24 +32,55 @@ async def read_history(
     last), summed over its partitions: ``{"minute": epoch ms, "succeeded": n, ...}``.
     ``None`` when no partition has any history key in that hour. One pipelined round
     trip."""
-    first = now_ms // 60_000 - minutes + 1
-    span = range(first, first + minutes)
-    commands = [
-        ("HMGET", history_key(PartitionKeys(prefix, queue, p), m), *FIELDS)
-        for p in range(partitions)
-        for m in span
-    ]
-    if not commands:
-        return None
-    replies = await redis.pipeline(commands)
-    seen = False
-    points = [{"minute": m * 60_000, **dict.fromkeys(FIELDS, 0)} for m in span]
-    for i, reply in enumerate(replies):
-        if not isinstance(reply, list):
-            continue  # an error reply (a key of another type): not history
-        point = points[i % minutes]
-        for field, value in zip(FIELDS, reply, strict=True):
-            if value is not None:
-                seen = True
-                point[field] += int(value)
-    return points if seen else None
+    return await HistoryReader(minutes)(redis, prefix, queue, partitions, now_ms)
+
+
+# One partition-minute as read: the counts of FIELDS, or None for an absent key.
+Counts = tuple[int, ...] | None
+
+
+class HistoryReader:
+    """``read_history`` that remembers settled minutes: a minute more than one minute
+    old no longer changes, so each snapshot reads only the last two minutes of each
+    partition (and, on the first call, the whole hour)."""
+
+    def __init__(self, minutes: int = MINUTES) -> None:
+        self.minutes = minutes
+        self._settled: dict[tuple[str, str, int, int], Counts] = {}
+
+    async def __call__(
+        self, redis: Redis, prefix: str, queue: str, partitions: int, now_ms: int
+    ) -> list[dict[str, Any]] | None:
+        """The history of ``queue`` now (see ``read_history``)."""
+        current = now_ms // 60_000
+        span = range(current - self.minutes + 1, current + 1)
+        wanted = [(prefix, queue, p, m) for p in range(partitions) for m in span]
+        missing = [w for w in wanted if w not in self._settled]
+        read: dict[tuple[str, str, int, int], Counts] = {}
+        if missing:
+            replies = await redis.pipeline(
+                [
+                    ("HMGET", history_key(PartitionKeys(pfx, q, p), m), *FIELDS)
+                    for pfx, q, p, m in missing
+                ]
+            )
+            for key, reply in zip(missing, replies, strict=True):
+                counts: Counts = None
+                if isinstance(reply, list) and any(v is not None for v in reply):
+                    counts = tuple(int(v or 0) for v in reply)
+                read[key] = counts
+                if key[3] < current - 1:
+                    self._settled[key] = counts
+        for key in [k for k in self._settled if k[1] == queue and k[3] < span.start]:
+            del self._settled[key]
+        points = [{"minute": m * 60_000, **dict.fromkeys(FIELDS, 0)} for m in span]
+        seen = False
+        for key in wanted:
+            counts = read[key] if key in read else self._settled[key]
+            if counts is None:
+                continue
+            seen = True
+            point = points[key[3] - span.start]
+            for field, value in zip(FIELDS, counts, strict=True):
+                point[field] += value
+        return points if seen else None

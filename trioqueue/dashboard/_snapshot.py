@@ -24,7 +24,7 @@ from trioqueue._connection import Redis, as_text
 from trioqueue._keys import GROUP, PartitionKeys, members_key
 from trioqueue._redact import redact
 from trioqueue._status import collect_status
-from trioqueue.dashboard._history import read_history
+from trioqueue.dashboard._history import HistoryReader, read_history
 
 __all__ = ["Snapshot", "Snapshotter", "take_snapshot"]
 
@@ -197,14 +197,14 @@ class Snapshotter:
         *,
         interval: float,
         url: str = "",
-        history: History = read_history,
+        history: History | None = None,
     ) -> None:
         self.prefix, self.queues, self.ordered = prefix, list(queues), list(ordered)
         self.interval = interval
         self.latest: Snapshot | None = None
         self.error: str | None = None
         self._url = url
-        self._history = history
+        self._history = history if history is not None else HistoryReader()
         self._wake = trio.Event()
         self._changed = trio.Event()
 
