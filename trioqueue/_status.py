@@ -40,17 +40,7 @@ async def collect_status(
     ordered = set(ordered)
     out: dict[str, Any] = {"members": [], "queues": {}}
     for queue in queues:
-        count = await partition_count(redis, prefix, queue)
-        partitions: list[dict[str, Any]] = [{}] * count
-
-        async def read(index: int) -> None:
-            partitions[index] = await _partition(redis, PartitionKeys(prefix, queue, index))
-
-        # Concurrently: the client pipelines the partitions' commands on one connection,
-        # so a queue of N partitions costs about one partition's round trips, not N.
-        async with trio.open_nursery() as nursery:
-            for index in range(count):
-                nursery.start_soon(read, index)
+        partitions = await _partitions(redis, prefix, queue)
         for p in partitions:
             owner = p["owner"]
             if owner in members:
@@ -61,6 +51,21 @@ async def collect_status(
             "partitions": partitions,
         }
     out["members"] = list(members.values())
+    return out
+
+
+async def _partitions(redis: Redis, prefix: str, queue: str) -> list[dict[str, Any]]:
+    """Every partition's figures, read concurrently: the client pipelines their
+    commands on one connection, so N partitions cost about one's round trips, not N."""
+    count = await partition_count(redis, prefix, queue)
+    out: list[dict[str, Any]] = [{}] * count
+
+    async def read(index: int) -> None:
+        out[index] = await _partition(redis, PartitionKeys(prefix, queue, index))
+
+    async with trio.open_nursery() as nursery:
+        for index in range(count):
+            nursery.start_soon(read, index)
     return out
 
 
