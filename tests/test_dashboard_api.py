@@ -301,3 +301,13 @@ async def test_api_shows_running_jobs_and_cancels_one(
 
         await wait_for(cancelled)
         sup.shutdown()
+
+
+def test_loopback_means_loopback_addresses_and_localhost_only() -> None:
+    """A name that merely starts with 127. is not loopback (DNS rebinding)."""
+    from trioqueue.dashboard._security import host_name, is_loopback
+
+    assert all(map(is_loopback, ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost"]))
+    assert not any(map(is_loopback, ["127.example.com", "0.0.0.0", "10.0.0.1", "example.com"]))
+    assert host_name("[::1]:8080") == "::1"
+    assert host_name("localhost:8080") == "localhost"

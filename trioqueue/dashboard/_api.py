@@ -17,8 +17,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from trioqueue._errors import TrioqueueError
-
 if TYPE_CHECKING:
     from trioqueue.dashboard._app import Dashboard
 
@@ -61,7 +59,7 @@ async def job_document(dash: Dashboard, job_id: str) -> dict[str, Any]:
     if status.state == "succeeded":
         try:
             doc["result"] = await dash.client.result(job_id, queue=status.queue, timeout=0.5)
-        except (TrioqueueError, Exception):  # expired between the two reads, or undecodable
+        except Exception:  # expired between the two reads, or not decodable: no result
             doc["result"] = None
     return doc
 

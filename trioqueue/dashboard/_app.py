@@ -102,7 +102,7 @@ class Dashboard:
         """Connect to the broker and run the snapshot loop until the block exits."""
         b = self.config.broker
         async with broker_url(self.config) as url:
-            self.snapshots._url = url
+            self.snapshots.url = url  # so that its errors hide the password
             async with (
                 self.app.connect(
                     url,

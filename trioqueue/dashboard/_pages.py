@@ -8,6 +8,7 @@ that document and fills the same bound elements again. Actions are buttons with 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import orjson
 from starlette.requests import Request
@@ -178,7 +179,7 @@ def page_routes(dash: Dashboard) -> list[Route]:
         root = request.scope.get("root_path", "")
         wanted = request.query_params.get("id", "").strip()
         if wanted:
-            return RedirectResponse(f"{root}/jobs/{wanted}", status_code=303)
+            return RedirectResponse(f"{root}/jobs/{quote(wanted, safe='')}", status_code=303)
         return render(request, "Jobs", _lookup_form(root, ""), "", "/jobs")
 
     async def job(request: Request) -> Response:

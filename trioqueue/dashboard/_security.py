@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from http.cookies import SimpleCookie
 from typing import Any
 
-__all__ = ["LOOPBACK_HOSTS", "Guard", "Secrets", "is_loopback"]
+__all__ = ["Guard", "Secrets", "is_loopback"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -37,7 +38,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 AUTH_COOKIE = "tq_auth"
 SESSION_COOKIE = "tq_sid"
 CSRF_HEADER = "x-csrf-token"
@@ -64,8 +64,15 @@ def host_name(header: str) -> str:
 
 
 def is_loopback(host: str) -> bool:
-    """True for a loopback host name or address (with or without brackets)."""
-    return host.strip("[]").lower() in LOOPBACK_HOSTS or host.startswith("127.")
+    """True for ``localhost`` or a loopback address (``127.0.0.0/8``, ``::1``, with or
+    without brackets); a name such as ``127.example.com`` is not one."""
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Secrets:

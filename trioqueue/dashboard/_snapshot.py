@@ -203,7 +203,7 @@ class Snapshotter:
         self.interval = interval
         self.latest: Snapshot | None = None
         self.error: str | None = None
-        self._url = url
+        self.url = url
         self._history = history if history is not None else HistoryReader()
         self._wake = trio.Event()
         self._changed = trio.Event()
@@ -234,7 +234,7 @@ class Snapshotter:
         try:
             snap = await take_snapshot(redis, self.prefix, self.queues, self.ordered, self._history)
         except Exception as exc:  # any broker failure: keep serving the last snapshot
-            error = redact(f"{type(exc).__name__}: {exc}", self._url)
+            error = redact(f"{type(exc).__name__}: {exc}", self.url)
             if self.error is None:
                 log.warning(
                     "dashboard snapshot failed: %s; retrying in %.1f s", error, self.interval

@@ -182,7 +182,7 @@
     if (!btn) return;
     var act = btn.dataset.act, v = btn.dataset.v;
     var bar = main.querySelector("[data-queue]");
-    var q = bar ? bar.dataset.queue : null;
+    var q = bar ? encodeURIComponent(bar.dataset.queue) : null;
     var todo = {
       pause: function () { return post("/api/queues/" + encodeURIComponent(v) + "/pause"); },
       resume: function () { return post("/api/queues/" + encodeURIComponent(v) + "/resume"); },
