@@ -235,6 +235,8 @@ def test_message_payloads_are_shown_as_text_and_run_nothing(page: Any, project: 
     cell = page.locator("table[data-rows=items] td.k-text", has_text="window.__pwned=1").first
     playwright_api.expect(cell).to_be_visible()
     assert "<script>window.__pwned=1</script>" in page.inner_text("table[data-rows=items]")
+    tracebacks = page.locator("table[data-rows=items] details pre").all_text_contents()
+    assert any("<img src=x onerror=" in t for t in tracebacks)
     page.goto(f"{project.base}/jobs/{job_id}")
     playwright_api.expect(page.locator("pre[data-f=error]")).to_contain_text("<img src=x onerror=")
     project.shot(page, "job")

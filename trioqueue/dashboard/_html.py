@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 __all__ = ["Col", "cell", "e", "fmt", "layout", "table"]
 
-# (label, field, kind): kinds are text, num, state, time, link:<path prefix>, check,
+# (label, field, kind): kinds are text, num, state, time, details, link:<path prefix>, check,
 # button:<action>:<label>.
 Col = tuple[str, str, str]
 
@@ -59,6 +59,9 @@ def cell(field: str, kind: str, value: Any, root: str) -> str:
         prefix = kind.split(":", 1)[1]
         href = f"{root}{prefix}{quote(str(value), safe='')}"
         return f'<a href="{e(href)}" data-prefix="{e(prefix)}" {bind}>{e(fmt(value))}</a>'
+    if kind == "details":  # long text (a traceback) folded away; the script fills the <pre>
+        bind = f'data-f="{e(field)}" data-k="text"'
+        return f"<details><summary>show</summary><pre {bind}>{e(fmt(value))}</pre></details>"
     if kind == "check":
         return f'<input type="checkbox" aria-label="select" value="{e(value)}" {bind}>'
     if kind.startswith("button:"):

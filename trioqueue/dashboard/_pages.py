@@ -79,6 +79,7 @@ DEAD: list[Col] = [
     ("attempts", "attempts", "num"),
     ("failed", "failed_at", "time"),
     ("body", "body", "text"),
+    ("traceback", "traceback", "details"),
     ("retry", "id", "button:retry-one:Retry"),
     ("purge", "id", "button:purge-one:Purge"),
 ]
