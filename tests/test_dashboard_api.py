@@ -136,6 +136,9 @@ async def test_api_retries_and_purges_dead_letters(
         page = (await client.get("/api/dead/work?page=1")).json()
         assert len(page["items"]) == 3
         assert page["items"][0]["error_type"] == "ValueError"
+        job = (await client.get(f"/api/jobs/{page['items'][0]['job_id']}")).json()
+        assert job["state"] == "failed"
+        assert "ValueError: failed on purpose" in job["traceback"]
         first = page["items"][0]["id"]
         done = await client.post(
             "/api/dead/work/retry", json={"ids": [first]}, headers={"X-CSRF-Token": token}
@@ -311,3 +314,26 @@ def test_loopback_means_loopback_addresses_and_localhost_only() -> None:
     assert not any(map(is_loopback, ["127.example.com", "0.0.0.0", "10.0.0.1", "example.com"]))
     assert host_name("[::1]:8080") == "::1"
     assert host_name("localhost:8080") == "localhost"
+
+
+async def test_api_shows_owner_and_lease_epoch_of_ordered_partitions(
+    dash: Dashboard, dash_config: trioqueue.Config
+) -> None:
+    """An ordered queue's partitions show the worker that owns each and the lease epoch."""
+    sup = trioqueue.Supervisor(app, dash_config, queues=["ordered"])
+    async with trio.open_nursery() as nursery, http(dash) as client:
+        await nursery.start(sup.run)
+
+        async def owned() -> bool:
+            await fresh(dash)
+            parts = (await client.get("/api/queues/ordered")).json()["partitions"]
+            return all(p["owner"] == sup.member_id for p in parts)
+
+        await wait_for(owned)
+        q = (await client.get("/api/queues/ordered")).json()
+        assert q["mode"] == "ordered"
+        assert [p["index"] for p in q["partitions"]] == [0, 1]
+        assert all(isinstance(p["epoch"], int) and p["epoch"] >= 1 for p in q["partitions"])
+        [member] = (await client.get("/api/workers")).json()["members"]
+        assert member["owned"] == 2
+        sup.shutdown()

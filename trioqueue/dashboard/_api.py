@@ -17,6 +17,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from trioqueue._deadletters import DeadLetter
+from trioqueue._keys import PartitionKeys
+
 if TYPE_CHECKING:
     from trioqueue.dashboard._app import Dashboard
 
@@ -56,12 +59,34 @@ async def job_document(dash: Dashboard, job_id: str) -> dict[str, Any]:
             doc[key] = _iso(value)
     doc["progress"] = getattr(status, "progress", None)
     doc["result"] = None
+    doc["traceback"] = None
+    if status.state == "failed" and status.finished_at is not None:
+        letter = await _dead_letter_of(dash, status.queue, job_id, status.finished_at)
+        if letter is not None:
+            doc["traceback"] = letter.traceback or None
     if status.state == "succeeded":
         try:
             doc["result"] = await dash.client.result(job_id, queue=status.queue, timeout=0.5)
         except Exception:  # expired between the two reads, or not decodable: no result
             doc["result"] = None
     return doc
+
+
+async def _dead_letter_of(
+    dash: Dashboard, queue: str, job_id: str, finished: dt.datetime
+) -> DeadLetter | None:
+    """The dead letter of a failed job: its entry id is the time it failed, so look
+    within a few seconds of its finish time in each partition, not through them all."""
+    ms = int(finished.timestamp() * 1000)
+    for partition in range(await dash.client.partitions(queue)):
+        key = PartitionKeys(dash.config.broker.prefix, queue, partition).dead
+        for entry_id, fields in await dash.client.redis.xrange(
+            key, str(ms - 5000), str(ms + 5000), count=200
+        ):
+            letter = DeadLetter.from_entry(entry_id, fields or {}, partition)
+            if letter.job_id == job_id:
+                return letter
+    return None
 
 
 async def dead_page(
