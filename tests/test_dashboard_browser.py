@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Server, free_port
-from tests.dashboard_app import Work, app
+from tests.dashboard_app import Step, Work, app
 from trioqueue._keys import PartitionKeys
 from trioqueue.dashboard._history import history_key
 
@@ -83,7 +83,7 @@ class Project:
         raise RuntimeError("the dashboard did not start")
 
     def worker(self, *extra: str) -> subprocess.Popen[bytes]:
-        args = [TRIOQUEUE, "run", str(self.config), "-q", "work", *extra]
+        args = [TRIOQUEUE, "run", str(self.config), *extra]
         return subprocess.Popen(args, cwd=ROOT, env=self.env(), stderr=subprocess.DEVNULL)
 
     def fake_history(self, queue: str) -> None:
@@ -171,6 +171,7 @@ def test_overview_shows_backlog_and_updates_when_a_worker_drains_it(
     """Jobs sent show as queued; a worker draining them brings it to 0 without a reload."""
     with project.client() as client:
         client.send_many([Work(f"job {i}") for i in range(7)])
+        client.send(Step(1), key="customer-42", delay=3600)
     project.fake_history("work")
     page.reload()
     expect = playwright_api.expect
@@ -191,8 +192,11 @@ def test_overview_shows_backlog_and_updates_when_a_worker_drains_it(
         page.goto(f"{project.base}/workers")
         expect(page.locator("table[data-rows=members] tbody tr").first).to_contain_text("work")
         project.shot(page, "workers")
-        page.goto(f"{project.base}/queues/work")
-        expect(page.locator("table[data-rows=partitions] tbody tr")).to_have_count(1)
+        page.goto(f"{project.base}/queues/ordered")
+        parts = page.locator("table[data-rows=partitions] tbody tr")
+        expect(parts).to_have_count(2)
+        expect(parts.first.locator('[data-f="owner"]')).not_to_have_text("-", timeout=10_000)
+        expect(page.locator("table[data-rows=delayed_jobs] tbody tr")).to_contain_text("Step")
         project.shot(page, "queue")
     finally:
         stop(worker)
