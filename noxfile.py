@@ -27,7 +27,7 @@ def tests(session: nox.Session) -> None:
     Also fetches Debian's redis-server (TLS-capable) into .ci/redis/ when apt is
     there, for the TLS and Redis-compatibility tests; without it they skip.
     """
-    session.install("-e", ".[test,examples]")
+    session.install("-e", ".[test,examples,dashboard]")
     session.run("sh", ".ci/fetch-redis", external=True)
     session.run("pytest", *session.posargs)
 
@@ -35,7 +35,7 @@ def tests(session: nox.Session) -> None:
 @nox.session(python=OLDEST)
 def fast(session: nox.Session) -> None:
     """Run the tests without the slower fault-injection and multi-server ones."""
-    session.install("-e", ".[test,examples]")
+    session.install("-e", ".[test,examples,dashboard]")
     session.run("pytest", "-m", "not fault and not cluster", *session.posargs)
 
 
@@ -50,7 +50,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=OLDEST)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package, and on tests/typing/: the public API as users see it."""
-    session.install("-e", ".[test]", "mypy==2.4.1")
+    session.install("-e", ".[test,dashboard]", "mypy==2.4.1")
     session.run("mypy", "trioqueue", "tests/typing")
 
 

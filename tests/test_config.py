@@ -340,3 +340,20 @@ def test_metrics_table_is_structured_and_checked() -> None:
         "metrics.port: expected a port number from 0 to 65535, got 70000",
         "metrics.refresh: expected a number > 0, got 0.0",
     ]
+
+
+def test_dashboard_table_is_structured_and_checked() -> None:
+    """``[dashboard]``: loopback on 8080 every 5 s by default; bad values by key path,
+    and the token never shows in the config's repr."""
+    assert parse_config(with_app()).dashboard == trioqueue.DashboardConfig()
+    assert trioqueue.DashboardConfig().host == "127.0.0.1"
+    cfg = parse_config(with_app(dashboard={"port": 9000, "token": "s" * 20, "interval": 2}))
+    assert (cfg.dashboard.port, cfg.dashboard.interval) == (9000, 2.0)
+    assert "s" * 20 not in repr(cfg)
+    assert sorted(problems_of(with_app(dashboard={"port": 70000, "interval": 0}))) == [
+        "dashboard.interval: expected a number > 0, got 0.0",
+        "dashboard.port: expected a port number from 0 to 65535, got 70000",
+    ]
+    assert problems_of(with_app(dashboard={"token": "short"})) == [
+        "dashboard.token: expected at least 16 characters"
+    ]

@@ -24,6 +24,8 @@ NOT_DEFINITIONS = {
     "JobState": "a Literal type alias",
     "__version__": "a string",
 }
+# Public subpackages, each tested on its own (tests/test_dashboard_*.py).
+SUBPACKAGES = {"dashboard"}
 DEFINITIONS = [name for name in PUBLIC if name not in NOT_DEFINITIONS]
 
 
@@ -50,6 +52,9 @@ def test_all_names_exist_and_nothing_public_is_missing() -> None:
     for name in PUBLIC:
         assert hasattr(trioqueue, name), name
     public = {name for name in vars(trioqueue) if not name.startswith("_")}
+    # Public subpackages with an extra of their own: an attribute once imported, never
+    # imported by ``import trioqueue`` itself (it would need the extra).
+    public -= SUBPACKAGES
     assert public <= set(PUBLIC), public - set(PUBLIC)
 
 
@@ -148,3 +153,19 @@ def test_exceptions_survive_pickling_with_their_fields(exc: BaseException) -> No
     assert type(back) is type(exc)
     assert str(back) == str(exc)
     assert vars(back) == vars(exc)
+
+
+def test_dashboard_subpackage_exports_documented_names() -> None:
+    """``trioqueue.dashboard`` has an ``__all__`` of documented names, and
+    ``import trioqueue`` does not import it (it needs the ``dashboard`` extra)."""
+    import subprocess
+    import sys
+
+    import trioqueue.dashboard as dashboard
+
+    for name in dashboard.__all__:
+        obj = getattr(dashboard, name)
+        assert isinstance(obj, str) or obj.__doc__, name
+    probe = "import sys, trioqueue; print('trioqueue.dashboard' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

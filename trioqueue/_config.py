@@ -11,6 +11,7 @@ __all__ = [
     "Backoff",
     "BrokerConfig",
     "Config",
+    "DashboardConfig",
     "MetricsConfig",
     "QueueOptions",
     "QueueSettings",
@@ -157,6 +158,23 @@ class MetricsConfig:
 
 
 @attrs.frozen
+class DashboardConfig:
+    """``[dashboard]``: the web dashboard of ``trioqueue dashboard``.
+
+    ``host`` and ``port`` are where it listens (the command's ``--host`` and ``--port``
+    win); ``token`` is the secret every request must carry once set (required to bind
+    anywhere but loopback; ``TRIOQUEUE_DASHBOARD_TOKEN`` and ``--token`` win over it);
+    ``interval`` is how often, in seconds, one snapshot of the broker is taken for
+    every page and API call.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: str | None = attrs.field(default=None, repr=False)
+    interval: float = 5.0
+
+
+@attrs.frozen
 class ScheduleConfig:
     """A ``[[schedules]]`` entry: send ``message`` to ``queue`` on a schedule.
 
@@ -181,6 +199,7 @@ class Config:
     broker: BrokerConfig = BrokerConfig()
     worker: WorkerConfig = WorkerConfig()
     metrics: MetricsConfig = MetricsConfig()
+    dashboard: DashboardConfig = DashboardConfig()
     queues: dict[str, QueueOptions] = attrs.Factory(dict)
     schedules: list[ScheduleConfig] = attrs.Factory(list)
     source: Path | None = attrs.field(default=None, eq=False)

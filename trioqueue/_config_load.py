@@ -193,6 +193,14 @@ def _check_ranges(cfg: Config) -> list[str]:
         problems.append('metrics.host: expected a host name or address, got ""')
     positive("metrics.refresh", m.refresh)
     positive("metrics.history_hours", m.history_hours, zero_ok=True)
+    d = cfg.dashboard
+    if not 0 <= d.port <= 65535:
+        problems.append(f"dashboard.port: expected a port number from 0 to 65535, got {d.port}")
+    if not d.host:
+        problems.append('dashboard.host: expected a host name or address, got ""')
+    if d.token is not None and len(d.token) < 16:
+        problems.append("dashboard.token: expected at least 16 characters")
+    positive("dashboard.interval", d.interval)
     if ":" not in cfg.app:
         problems.append(f'app: expected "module:attribute", got "{cfg.app}"')
     for i, s in enumerate(cfg.schedules):

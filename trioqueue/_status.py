@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
+import trio
 
 from trioqueue import _history
 from trioqueue import _scripts as scripts
@@ -49,9 +50,7 @@ async def collect_status(
     ordered = set(ordered)
     out: dict[str, Any] = {"members": [], "queues": {}}
     for queue in queues:
-        partitions = []
-        for index in range(await partition_count(redis, prefix, queue)):
-            partitions.append(await _partition(redis, PartitionKeys(prefix, queue, index)))
+        partitions = await _partitions(redis, prefix, queue)
         for p in partitions:
             owner = p["owner"]
             if owner in members:
@@ -93,6 +92,21 @@ async def queue_history(
         _history.summed(m, (_hash(r) for r in replies[i * n : (i + 1) * n]))
         for i, m in enumerate(minutes)
     ]
+
+
+async def _partitions(redis: Redis, prefix: str, queue: str) -> list[dict[str, Any]]:
+    """Every partition's figures, read concurrently: the client pipelines their
+    commands on one connection, so N partitions cost about one's round trips, not N."""
+    count = await partition_count(redis, prefix, queue)
+    out: list[dict[str, Any]] = [{}] * count
+
+    async def read(index: int) -> None:
+        out[index] = await _partition(redis, PartitionKeys(prefix, queue, index))
+
+    async with trio.open_nursery() as nursery:
+        for index in range(count):
+            nursery.start_soon(read, index)
+    return out
 
 
 async def _partition(redis: Redis, keys: PartitionKeys) -> dict[str, Any]:

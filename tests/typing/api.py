@@ -203,3 +203,23 @@ async def produce_replicated(config: trioqueue.Config) -> None:
     assert_type(config.broker.wait_replicas, int)
     assert_type(config.broker.wait_timeout, float)
     assert_type(config.broker.wait_local_fsync, bool)
+
+
+async def dashboard(path: Path) -> None:
+    """The dashboard, run on its own and mounted (needs the ``dashboard`` extra)."""
+    from starlette.applications import Starlette
+
+    import trioqueue.dashboard
+
+    config = trioqueue.load_config(path)
+    assert_type(config.dashboard, trioqueue.DashboardConfig)
+    assert_type(config.dashboard.token, str | None)
+    assert_type(trioqueue.dashboard.create_app(config, app=app), Starlette)
+    dash = trioqueue.dashboard.Dashboard(config, token="a-long-enough-secret", interval=2.0)
+    assert_type(dash.asgi, Starlette)
+    async with dash.running() as running:
+        assert_type(running, trioqueue.dashboard.Dashboard)
+        snapshot = running.snapshots.latest
+        if snapshot is not None:
+            assert_type(snapshot, trioqueue.dashboard.Snapshot)
+            assert_type(snapshot.took, float)

@@ -14,6 +14,7 @@ import typer
 
 from trioqueue._cli._boundary import ErrorBoundary
 from trioqueue._cli._check import check
+from trioqueue._cli._dashboard import dashboard
 from trioqueue._cli._dlq import dlq_list, dlq_purge, dlq_retry
 from trioqueue._cli._jobs import cancel, result
 from trioqueue._cli._partitions import partitions
@@ -32,7 +33,7 @@ cli = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for command in (run, send, check, status, cancel, result, partitions, pause, resume):
+for command in (run, send, check, status, cancel, result, partitions, pause, resume, dashboard):
     cli.command()(command)
 
 dlq = typer.Typer(help="Inspect, re-send and purge dead-lettered jobs.", no_args_is_help=True)

@@ -22,6 +22,7 @@ from contextvars import ContextVar
 from typing import Any
 
 import typer
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from trioqueue._cli._console import err
@@ -85,8 +86,13 @@ class ErrorBoundary(TyperGroup):
             message, code = verdict
             for url in urls:
                 message = redact(message, url)
+            # Escaped: a message may hold brackets (``trioqueue[dashboard]``, a key path
+            # like ``queues[0]``) that rich would otherwise take for markup and drop.
             err.print(
-                f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True
+                f"[bold red]error:[/] {escape(message)}",
+                highlight=False,
+                markup=True,
+                soft_wrap=True,
             )
             # The message is the whole story: the exception behind it is not news
             # to an operator, and a traceback could show values we just redacted.
