@@ -364,6 +364,7 @@ async def test_password_required_but_missing(private_server: Server) -> None:
         (ReplyError("LOADING Redis is loading the dataset in memory"), True),
         (ReplyError("MASTERDOWN Link with MASTER is down"), True),
         (ReplyError("READONLY You can't write against a read only replica."), True),
+        (ReplyError("NOSCRIPT No matching script."), True),
         (ReplyError("NOGROUP No such key 'k' or consumer group 'g'"), False),
         (ReplyError("WRONGTYPE Operation against a key holding the wrong kind of value"), False),
         (ReplyError("WRONGPASS invalid username-password pair or user is disabled."), False),

@@ -36,7 +36,9 @@ def is_connection_error(exc: BaseException) -> bool:
 # Replies that mean "not now": a failover under way (READONLY from a demoted primary,
 # MASTERDOWN from a replica cut off from it, UNBLOCKED for a blocked read when the
 # server changed role, NOREPLICAS under ``min-replicas-to-write``), a restart
-# (LOADING), a cluster moving slots, a long script. The command did not run.
+# (LOADING), a cluster moving slots, a long script, a script the server does not know
+# even after it was loaded (NOSCRIPT: a replica promoted between the load and the
+# call; the next attempt loads it again). The command did not run.
 TRANSIENT_CODES = frozenset(
     {
         "LOADING",
@@ -48,6 +50,7 @@ TRANSIENT_CODES = frozenset(
         "READONLY",
         "NOREPLICAS",
         "UNBLOCKED",
+        "NOSCRIPT",
     }
 )
 # The same for redis-py, which strips the code of the replies it has classes for.

@@ -201,9 +201,12 @@ class ClusterRedis(Commands):
         return replies
 
     async def script_load(self, source: str) -> bytes:
-        """Load a script on every primary (a script call may go to any of them)."""
-        if not self._primaries:
-            await self.refresh()
+        """Load a script on every primary (a script call may go to any of them).
+
+        The map is read first: a ``NOSCRIPT`` is most often a replica just promoted
+        (scripts loaded on a primary are not replicated), which a stale map would
+        still list as a replica."""
+        await self.refresh()
         sha = b""
         for redis in self.primaries:
             sha = await redis.script_load(source)
