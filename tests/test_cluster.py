@@ -307,3 +307,48 @@ async def test_a_running_job_is_cancelled_through_any_node(cluster: Cluster, pre
 
         await wait_for(cancelled, timeout=10)
         sup.shutdown()
+
+
+async def test_a_primary_killed_with_replica_acknowledged_sends_loses_nothing(
+    cluster: Cluster, prefix: str, settled: None
+) -> None:
+    """The same kill -9 with ``wait_replicas = 1``: a send returns only once the
+    replica has the job, so every send that returned survives the failover."""
+    ran: set[int] = set()
+    app = trioqueue.App("replicated")
+
+    @app.handler(queue="replicated", partitions=1, concurrency=8)
+    async def step(msg: Step) -> None:
+        ran.add(msg.seq)
+
+    slot = key_slot(PartitionKeys(prefix, "replicated", 0).stream)
+    victim = primary_port(cluster, slot)
+    config = make_config(cluster.url, prefix, broker={"url": cluster.url, "prefix": prefix,
+                                                      "connect_timeout": 1.0})  # fmt: skip
+    sup = trioqueue.Supervisor(app, config)
+    confirmed: list[int] = []
+    connect = app.connect(cluster.url, prefix=prefix, connect_timeout=1.0, wait_replicas=1)
+    async with connect as client, trio.open_nursery() as nursery:
+        await nursery.start(sup.run)
+
+        async def send(i: int) -> None:
+            while True:
+                try:
+                    await client.send(Step("k", i), queue="replicated", job_id=f"r{i}")
+                    confirmed.append(i)
+                    return
+                except trioqueue.BrokerError:  # NotReplicated, or unknown: resend by id
+                    await trio.sleep(0.1)
+
+        for i in range(50):
+            await send(i)
+        killed = cluster.kill(victim)
+        # Until the old primary rejoins as the new one's replica, no send can be
+        # acknowledged by a replica: they wait and retry.
+        nursery.start_soon(trio.to_thread.run_sync, cluster.revive, killed)
+        for i in range(50, 100):
+            await send(i)
+        await wait_for(lambda: ran >= set(confirmed), timeout=30)
+        sup.shutdown()
+    assert sorted(confirmed) == list(range(100))
+    assert ran >= set(confirmed)
