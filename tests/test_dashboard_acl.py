@@ -20,7 +20,7 @@ from trioqueue.dashboard import Dashboard
 DASHBOARD_READ_COMMANDS = (
     "+ping +hello +client|setname +client|setinfo +evalsha +script|load +time +get +hget "
     "+hmget +exists +xlen +xrange +xrevrange +xpending +xinfo|consumers +zcard +zrange "
-    "+zrangebyscore"
+    "+zrangebyscore +hgetall"
 )
 # Retry and purge dead letters, pause and resume queues, cancel jobs.
 DASHBOARD_ACT_COMMANDS = "+xadd +xdel +del +set +zrem +publish +pexpire +rpush"

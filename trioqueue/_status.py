@@ -140,7 +140,10 @@ async def _partition(redis: Redis, keys: PartitionKeys) -> dict[str, Any]:
 
 
 def _hash(reply: Any) -> dict[Any, Any]:
-    """An ``HGETALL`` reply (a flat list, or a map) as a dict."""
+    """An ``HGETALL`` reply (a flat list, or a map) as a dict; an error reply (a
+    missing ACL permission, say) is raised."""
+    if isinstance(reply, Exception):
+        raise reply
     if isinstance(reply, dict):
         return reply
     return field_map(reply) or {}
