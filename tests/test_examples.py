@@ -275,7 +275,7 @@ def test_batch_save(example: Callable[[str], Example]) -> None:
     assert ex.ok(PYTHON, "produce.py", "1000") == "sent 1000 rows to queue rows\n"
     done = ex.run(trioqueue(), "run", "config.toml", "--burst")
     assert done.returncode == 0, done.stderr
-    assert "drained: 1000 succeeded, 0 retried, 0 dead-lettered" in done.stderr
+    assert "drained: 1000 succeeded, 0 retried, 0 dead-lettered" in done.stderr, done.stderr
     assert "saved 200 rows in one executemany" in done.stderr
     check_saved(ex, 1000)
 

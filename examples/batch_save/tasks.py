@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import uuid
 from contextlib import closing
 from pathlib import Path
@@ -42,10 +43,17 @@ class Row:
     value: float
 
 
+# Batches run in threads, several at once: switching the journal mode needs the
+# database to itself and fails at once ("database is locked") instead of waiting, so
+# the threads of one process set it up one at a time.
+_SETUP = threading.Lock()
+
+
 def connect(path: Path = DATABASE) -> sqlite3.Connection:
     db = sqlite3.connect(path, timeout=30)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute(SCHEMA)
+    with _SETUP:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(SCHEMA)
     return db
 
 
