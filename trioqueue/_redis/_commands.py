@@ -7,6 +7,7 @@ their bookkeeping by it), and a deleted entry's fields are ``None``.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -42,17 +43,18 @@ def stream_entries(raw: Sequence[Any] | None) -> list[Entry]:
     return out
 
 
-class Commands:
-    """Typed commands; a subclass provides ``execute`` and ``execute_blocking``."""
+class Commands(ABC):
+    """Typed commands over ``execute`` and ``execute_blocking``, which ``Redis`` (one
+    server) and ``ClusterRedis`` (routing by key slot) provide."""
 
+    @abstractmethod
     async def execute(self, *args: Arg) -> Any:
         """Send one command; return its raw reply."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def execute_blocking(self, args: Sequence[Arg], *, block: float) -> Any:
         """Send a command that may wait ``block`` seconds on the server, on a
         connection of its own."""
-        raise NotImplementedError
 
     async def ping(self) -> None:
         """``PING``."""
