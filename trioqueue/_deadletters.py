@@ -29,6 +29,8 @@ from trioqueue._envelope import (
     F_ERROR,
     F_ID,
     F_KEY,
+    F_TRACEPARENT,
+    F_TRACESTATE,
     F_TYPE,
     Envelope,
     entry_fields_text,
@@ -63,6 +65,11 @@ def job_fields(
     }
     if env.key:
         fields[F_KEY] = env.key
+    if env.traceparent:
+        # A re-send of the dead letter joins the trace of the job's first send.
+        fields[F_TRACEPARENT] = env.traceparent
+        if env.tracestate:
+            fields[F_TRACESTATE] = env.tracestate
     if traceback:
         fields[F_TRACEBACK] = traceback[-TRACEBACK_CHARS:]
     return fields

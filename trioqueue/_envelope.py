@@ -18,6 +18,9 @@ Wire decisions, a promise to programs in other languages:
   part of the entry id;
 - ``key`` (the partition key) and ``unique`` (``"1"``: the sender chose the job id) are
   carried through retries; ``error`` holds the last failure on a retried entry;
+- ``traceparent`` and ``tracestate`` are the W3C trace context of the send (present
+  only when the sender traced it, see ``_tracing``), carried through retries, delays and
+  dead letters;
 - unknown fields are ignored (dead letters add their own, see ``_deadletters``);
 - the delayed-set member is a JSON object with the same names, ``attempt`` and
   ``enqueued`` as numbers and ``body`` as a JSON *string*; its score is the due time.
@@ -40,6 +43,8 @@ F_ENQUEUED = "enqueued"
 F_KEY = "key"
 F_UNIQUE = "unique"
 F_ERROR = "error"
+F_TRACEPARENT = "traceparent"
+F_TRACESTATE = "tracestate"
 # A retried entry keeps at most this much of its last failure's text.
 ERROR_CHARS = 1000
 
@@ -77,6 +82,14 @@ class Envelope:
     unique: bool = False
     error: str = ""
     """The last failure (``"ErrorType: message"``) of an entry re-queued for a retry."""
+    traceparent: str = ""
+    """The W3C trace context of the send that enqueued the job (``""``: none)."""
+    tracestate: str = ""
+
+    @property
+    def trace(self) -> tuple[str, str]:
+        """(traceparent, tracestate), as ``_tracing`` takes them."""
+        return self.traceparent, self.tracestate
 
     @classmethod
     def from_entry(
@@ -106,6 +119,8 @@ class Envelope:
         key = get(b"key")
         unique = get(b"unique")
         error = get(b"error")
+        traceparent = get(b"traceparent")
+        tracestate = get(b"tracestate")
         try:
             attempt_n = int(attempt) if attempt is not None else 1
             enqueued_ms = int(enqueued) if enqueued is not None else int(entry_id.split("-")[0])
@@ -121,6 +136,8 @@ class Envelope:
             key=_text(key) if key is not None else "",
             unique=unique is not None and _text(unique) == "1",
             error=_text(error) if error is not None else "",
+            traceparent=_text(traceparent) if traceparent is not None else "",
+            tracestate=_text(tracestate) if tracestate is not None else "",
         )
 
     @classmethod
@@ -138,6 +155,8 @@ class Envelope:
             key=str(doc.get(F_KEY, "")),
             unique=str(doc.get(F_UNIQUE, "")) == "1",
             error=str(doc.get(F_ERROR, "")),
+            traceparent=str(doc.get(F_TRACEPARENT, "")),
+            tracestate=str(doc.get(F_TRACESTATE, "")),
         )
 
     def delayed_payload(self, attempt: int, last_error: str = "") -> bytes:
@@ -155,6 +174,10 @@ class Envelope:
             doc[F_UNIQUE] = "1"
         if last_error:
             doc[F_ERROR] = last_error[:ERROR_CHARS]
+        if self.traceparent:
+            doc[F_TRACEPARENT] = self.traceparent
+            if self.tracestate:
+                doc[F_TRACESTATE] = self.tracestate
         return orjson.dumps(doc)
 
 

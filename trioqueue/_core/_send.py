@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from trioqueue import _scripts as scripts
+from trioqueue import _tracing as tracing
 from trioqueue._core._base import Core
 from trioqueue._core._commands import Op, Replicated
 from trioqueue._envelope import new_job_id
@@ -119,6 +120,24 @@ def send_encoded(
     partition: int = 0,
 ) -> Op[list[Job]]:
     """Enqueue already-encoded items on one partition (see ``Client.send_encoded``)."""
+    tracer = tracing.tracer()
+    if tracer is None:
+        untraced = tracing.NO_TRACE
+        return (yield from _send_traced(core, queue, items, unique, due, partition, untraced))
+    job_ids = [job_id for job_id, _, _, _ in items]
+    with tracing.producer(tracer, queue, partition, job_ids, due=due) as trace:
+        return (yield from _send_traced(core, queue, items, unique, due, partition, trace))
+
+
+def _send_traced(
+    core: Core,
+    queue: str,
+    items: Sequence[Item],
+    unique: bool,
+    due: int,
+    partition: int,
+    trace: tracing.Trace,
+) -> Op[list[Job]]:
     settings = core.queue_settings(queue)
     for _, _, body, _ in items:
         if len(body) > settings.max_message_bytes:
@@ -131,6 +150,7 @@ def send_encoded(
         unique=unique,
         due=due,
         events_max=settings.events_max_length if settings.events else 0,
+        trace=trace,
     )
     d = core.durability
     if not d.waits:

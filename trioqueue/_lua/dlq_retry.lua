@@ -30,6 +30,13 @@ for _, e in ipairs(entries) do
       fields[#fields + 1] = 'key'
       fields[#fields + 1] = job['key']
     end
+    -- The re-sent job's run joins the trace of its first send.
+    for _, name in ipairs({'traceparent', 'tracestate'}) do
+      if job[name] then
+        fields[#fields + 1] = name
+        fields[#fields + 1] = job[name]
+      end
+    end
     redis.call('XADD', KEYS[1], '*', unpack(fields))
     redis.call('XDEL', KEYS[2], e[1])
     emit(KEYS[4], events_max, {'kind', 'sent', 'job', fields[2], 'attempt', 1,

@@ -26,6 +26,12 @@ for _, payload in ipairs(due) do
       fields[#fields + 1] = 'error'
       fields[#fields + 1] = tostring(job.error)
     end
+    for _, name in ipairs({'traceparent', 'tracestate'}) do
+      if job[name] then
+        fields[#fields + 1] = name
+        fields[#fields + 1] = tostring(job[name])
+      end
+    end
     redis.call('XADD', KEYS[1], '*', unpack(fields))
   else
     redis.call('XADD', KEYS[1], '*', 'type', '', 'body', payload, 'attempt', '1')

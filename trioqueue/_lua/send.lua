@@ -5,7 +5,8 @@
 -- ARGV: max_length (0 = none), max_message_bytes (0 = none), unique ('1' = the job ids
 --       were chosen by the caller: enqueue each at most once), due (0 = now; > 0 =
 --       epoch ms; < 0 = -delay ms from the server's clock), n, then n x (job id, type,
---       body, key ('' = none)), then the events max length (0 = none)
+--       body, key ('' = none)), then the events max length (0 = none), then the W3C
+--       traceparent and tracestate every job carries ('' = none; absent = none)
 -- Reply: {entry ids ('' for delayed jobs), duplicate flags (1 = already enqueued)}
 -- Errors: QUEUEFULL <max_length>, TOOLARGE <size> <limit>; nothing is added then.
 -- Bounds and the events length stored in the meta hash (written from the config by
@@ -18,6 +19,7 @@ local maxlen = tonumber(meta[1] or ARGV[1])
 local maxbytes = tonumber(meta[2] or ARGV[2])
 local unique, due, n = ARGV[3] == '1', tonumber(ARGV[4]), tonumber(ARGV[5])
 local events_max = tonumber(meta[3] or ARGV[6 + n * 4] or '0')
+local traceparent, tracestate = ARGV[7 + n * 4] or '', ARGV[8 + n * 4] or ''
 if maxlen > 0 and redis.call('XLEN', KEYS[1]) + n > maxlen then
   return redis.error_reply('QUEUEFULL ' .. maxlen)
 end
@@ -45,6 +47,8 @@ for i = 0, n - 1 do
       local doc = {id = job, type = typ, body = body, attempt = 1, enqueued = now}
       if key ~= '' then doc.key = key end
       if unique then doc.unique = '1' end
+      if traceparent ~= '' then doc.traceparent = traceparent end
+      if tracestate ~= '' then doc.tracestate = tracestate end
       redis.call('ZADD', KEYS[3], due, cjson.encode(doc))
       ids[i + 1] = ''
     else
@@ -52,6 +56,10 @@ for i = 0, n - 1 do
       if key ~= '' then fields[#fields + 1] = 'key'; fields[#fields + 1] = key end
       -- Marks an id the caller chose: its unique key is released when the job settles.
       if unique then fields[#fields + 1] = 'unique'; fields[#fields + 1] = '1' end
+      if traceparent ~= '' then
+        fields[#fields + 1] = 'traceparent'; fields[#fields + 1] = traceparent
+        if tracestate ~= '' then fields[#fields + 1] = 'tracestate'; fields[#fields + 1] = tracestate end
+      end
       ids[i + 1] = redis.call('XADD', KEYS[1], '*', unpack(fields))
     end
     if unique then redis.call('SET', ukey, ids[i + 1]) end

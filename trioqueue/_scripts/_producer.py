@@ -37,10 +37,12 @@ def send(
     unique: bool,
     due: int,
     events_max: int = 0,
+    trace: tuple[str, str] = ("", ""),
 ) -> Call[Sent]:
     """Enqueue ``items`` on one partition; ``unique``: the ids were chosen by the caller
     (each is enqueued at most once); ``due``: 0 now, > 0 epoch ms, < 0 minus a delay in
-    ms; ``events_max``: the caller's event stream length (the meta hash's wins).
+    ms; ``events_max``: the caller's event stream length (the meta hash's wins);
+    ``trace``: the W3C (traceparent, tracestate) every job carries (``""``: none).
     Raises ``QueueFull``, ``MessageTooLarge`` or ``BrokerError`` (wrong key type)."""
     call_keys = [keys.stream, keys.meta, keys.delayed, keys.events]
     args: list[Arg] = [max_length, max_message_bytes, "1" if unique else "", due, len(items)]
@@ -48,7 +50,7 @@ def send(
         args += [job_id, type_name, body, key]
         if unique:
             call_keys.append(keys.unique(job_id))
-    args.append(events_max)
+    args += [events_max, *trace]
     return Call(
         SEND,
         call_keys,

@@ -27,7 +27,6 @@ dead-lettered with the reason; a result that cannot be stored fails the attempt.
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -36,22 +35,20 @@ from typing import Any
 import attrs
 import orjson
 import trio
-import trio_parallel
 
 from trioqueue import _outcome
+from trioqueue import _tracing as tracing
 from trioqueue._config import QueueSettings
 from trioqueue._context import JobContext, _current, _reporter
 from trioqueue._converter import describe_structure_error
 from trioqueue._envelope import Envelope, EnvelopeError
-from trioqueue._handler import Handler
 from trioqueue._keys import PartitionKeys
 from trioqueue._worker._acker import Acker
-from trioqueue._worker._batch import Batcher
 from trioqueue._worker._context import WorkerContext
 from trioqueue._worker._handoff import Handoff
 from trioqueue._worker._inflight import InFlight, Running
+from trioqueue._worker._invoke import Invoker
 from trioqueue._worker._metrics import since_entry
-from trioqueue._worker._process import process_target
 from trioqueue._worker._settle import Settler
 
 __all__ = ["FailurePolicy", "Runner"]
@@ -108,11 +105,9 @@ class Runner:
         self._epoch = epoch
         self._checkpoint_first = checkpoint_first
         self.on_failure: FailurePolicy = self._fail
-        self._thread_limiter = trio.CapacityLimiter(settings.concurrency)
-        self._batchers: dict[str, Batcher] = {}
+        self._invoker = Invoker(settings, keys.partition, ctx.process_limiter)
         self._hooks: dict[str, Any] = {}  # cattrs structure hook per message type
         self._handoff: Handoff[_Work] = Handoff()
-        self._nursery: trio.Nursery | None = None
         self._timings = ctx.metrics.timings(settings.name)  # None: no metrics server
 
     async def _fail(self, env: Envelope, exc: BaseException, deliveries: int) -> Envelope | None:
@@ -121,7 +116,7 @@ class Runner:
 
     def start(self, nursery: trio.Nursery) -> None:
         """Start the runners in ``nursery`` (the consumer's handlers nursery)."""
-        self._nursery = nursery
+        self._invoker.start(nursery)
         for _ in range(self._settings.concurrency):
             nursery.start_soon(self._serve)
 
@@ -146,8 +141,7 @@ class Runner:
 
     def flush_batches(self) -> None:
         """Run partial batches now (a drain began) instead of after their interval."""
-        for batcher in self._batchers.values():
-            batcher.flush()
+        self._invoker.flush_batches()
 
     async def _serve(self) -> None:
         _reporter.set(self._settler.progress)  # report_progress() in this task's jobs
@@ -264,24 +258,33 @@ class Runner:
             timings.wait.observe(since_entry(env.entry_id))
         if acker.events_max:
             acker.started(env.job_id, env.attempt)
+        # A batch has one span of its own (see Batcher), not one per job.
+        tracer = None if handler.batched else tracing.tracer()
+        span = None if tracer is None else tracing.JobSpan.job(
+            tracer, s.name, job.partition, job_id=env.job_id, type_name=env.type_name,
+            attempt=env.attempt, trace_=env.trace,
+        )  # fmt: skip
         started = time.perf_counter()
         token = _current.set(job)
         running.in_handler = True
+        call = self._invoker.call
         try:
             timeout = s.timeout
             # A batch's timeout bounds the handler call, not the wait to fill it.
             if timeout is None or handler.batched:
                 # A cancel scope per job is a measurable share of a short job's
                 # cost; without a timeout it could never fire.
-                outcome.result = await self._call(handler, msg)
+                outcome.result = await call(handler, msg, env.trace)
             else:
                 with trio.fail_after(timeout):
-                    outcome.result = await self._call(handler, msg)
+                    outcome.result = await call(handler, msg, env.trace)
         except (Exception, trio.TooSlowError) as exc:
             outcome.error = exc
         finally:
             running.in_handler = False
             _current.reset(token)
+            if span is not None:
+                span.end(outcome.error)
             elapsed = time.perf_counter() - started
             acker.timed(elapsed)  # the history's handler time
             if timings is not None:
@@ -314,36 +317,3 @@ class Runner:
             return None
         running.envelope = again
         return _Work(again, work.deliveries, first=False)
-
-    async def _call(self, handler: Handler[Any], msg: Any) -> Any:
-        if handler.batched:
-            await self._batcher(handler).submit(msg)
-            return None
-        return await self._invoke(handler, msg)
-
-    async def _invoke(self, handler: Handler[Any], arg: Any) -> Any:
-        if handler.is_async:
-            return await handler.fn(arg)
-        if handler.run_in == "process":
-            # kill_on_cancel: a timeout or remote cancel kills the child's work; a
-            # crashed child raises BrokenWorkerError, which fails only this attempt.
-            return await trio_parallel.run_sync(
-                process_target(handler.fn),
-                arg,
-                kill_on_cancel=True,
-                limiter=self._ctx.process_limiter,
-            )
-        return await trio.to_thread.run_sync(
-            handler.fn, arg, limiter=self._thread_limiter, abandon_on_cancel=True
-        )
-
-    def _batcher(self, handler: Handler[Any]) -> Batcher:
-        batcher = self._batchers.get(handler.type_name)
-        if batcher is None:
-            assert handler.batch_size is not None and self._nursery is not None
-            batcher = self._batchers[handler.type_name] = Batcher(
-                functools.partial(self._invoke, handler), batch_size=handler.batch_size,
-                flush_interval=handler.flush_interval, timeout=self._settings.timeout,
-                nursery=self._nursery,
-            )  # fmt: skip
-        return batcher
