@@ -1,6 +1,12 @@
 """What the operational signals cost: bulk send and processing rates of one worker with
-the per-minute history off, on (the default), and on with the job event stream, in one
-run on a private valkey-server.
+no signal, then with each signal on (the per-minute history, the default; the job
+event stream; the Prometheus endpoint, whose histograms are fed per job; OpenTelemetry
+tracing with the SDK; a progress report in every job), in one run on a private
+valkey-server.
+
+Tracing installs the SDK's tracer provider for its variant only, with a batch span
+processor and an exporter that drops the spans: what is measured is making the spans
+and handing them on, not shipping them.
 
 Each repetition runs every variant once, in turn (starting with a different one each
 time), on a fresh key prefix: ``send_many``
@@ -15,16 +21,22 @@ repetitions, with their ratio to the first variant.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import secrets
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 import trio
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.test.globals_test import reset_trace_globals
 
 import trioqueue
 from trioqueue._config_load import parse_config
@@ -33,12 +45,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import Server
 
 QUEUE = "signals"
-VARIANTS = {
-    "no signals": {"history_hours": 0, "events": False},
+NONE = {"history_hours": 0, "events": False}
+VARIANTS: dict[str, dict[str, Any]] = {
+    "no signals": NONE,
     "history (default)": {"history_hours": 24, "events": False},
     "history + events": {"history_hours": 24, "events": True},
+    "metrics endpoint": {**NONE, "metrics": True},
+    "tracing (SDK)": {**NONE, "tracing": True},
+    "progress per job": {**NONE, "progress": True},
     "defaults": {},
 }
+PROGRESS = False  # whether the handler reports progress (the "progress" variant)
 
 
 @attrs.frozen
@@ -68,6 +85,31 @@ app = trioqueue.App("signals")
 @app.handler(queue=QUEUE)
 async def handle(msg: Noop) -> None:
     STAMPS.record()
+    if PROGRESS:
+        await trioqueue.report_progress(1.0)
+
+
+class DropSpans(SpanExporter):
+    """Takes spans and keeps none."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+@contextlib.contextmanager
+def tracing(on: bool) -> Iterator[None]:
+    """A global SDK tracer provider while the variant runs, if ``on``."""
+    if not on:
+        yield
+        return
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(DropSpans()))
+    trace.set_tracer_provider(provider)
+    try:
+        yield
+    finally:
+        provider.shutdown()
+        reset_trace_globals()
 
 
 async def server_cpu(client: trioqueue.Client) -> float:
@@ -79,7 +121,7 @@ async def server_cpu(client: trioqueue.Client) -> float:
 async def one(url: str, n: int, variant: dict[str, Any]) -> tuple[float, float, float, float]:
     """(send rate, processing rate, worker CPU µs per job, server CPU µs per job) of one
     drain of ``n`` jobs."""
-    global STAMPS
+    global PROGRESS
     prefix = f"sig{secrets.token_hex(3)}"
     data: dict[str, Any] = {
         "app": "signals:app",
@@ -88,9 +130,20 @@ async def one(url: str, n: int, variant: dict[str, Any]) -> tuple[float, float, 
     }
     if "history_hours" in variant:
         data["metrics"] = {"history_hours": variant["history_hours"]}
+    if variant.get("metrics"):
+        data["metrics"] = {**data.get("metrics", {}), "port": 0}
     if "events" in variant:
         data["queues"] = {QUEUE: {"events": variant["events"]}}
     config = parse_config(data)
+    PROGRESS = bool(variant.get("progress"))
+    with tracing(bool(variant.get("tracing"))):
+        return await _drain(url, prefix, n, config)
+
+
+async def _drain(
+    url: str, prefix: str, n: int, config: trioqueue.Config
+) -> tuple[float, float, float, float]:
+    global STAMPS
     # The worker writes the queue's events setting into the broker before any send.
     async with trio.open_nursery() as nursery:
         sup = trioqueue.Supervisor(app, config, burst=True)
@@ -145,7 +198,7 @@ if __name__ == "__main__":
     parser.add_argument("--reps", type=int, default=3, help="repetitions (3)")
     parser.add_argument(
         "--variants",
-        default="no signals,history (default),history + events",
+        default=",".join(name for name in VARIANTS if name != "defaults"),
         help="comma-separated, the first is the base (default: all; 'defaults' sets no key, "
         "to compare with a version of trioqueue without these settings)",
     )

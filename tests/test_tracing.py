@@ -346,3 +346,27 @@ def test_the_trace_context_survives_the_delayed_set() -> None:
     env = Envelope.from_entry("1-0", fields)
     again = Envelope.from_delayed(env.delayed_payload(2, "ValueError: x"))
     assert (again.traceparent, again.tracestate, again.attempt) == ("00-ab-cd-01", "k=v", 2)
+
+
+def test_a_provider_named_by_the_environment_is_used() -> None:
+    """OTEL_PYTHON_TRACER_PROVIDER alone (no set_tracer_provider call) turns tracing on."""
+    script = "from trioqueue import _tracing; print(type(_tracing.tracer()).__module__)"
+    env = {**os.environ, "OTEL_PYTHON_TRACER_PROVIDER": "sdk_tracer_provider"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "opentelemetry.sdk.trace"
+
+
+def test_the_public_provider_lookup_when_the_api_keeps_it_elsewhere(
+    spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast path reads the API's module global; without it, get_tracer_provider()."""
+    provider = trace.get_tracer_provider()
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
+    monkeypatch.delattr(trace, "_TRACER_PROVIDER")
+    tracer = _tracing.tracer()
+    assert tracer is not None
+    tracer.start_span("probe").end()
+    assert [s.name for s in spans.get_finished_spans()] == ["probe"]

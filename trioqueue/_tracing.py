@@ -21,6 +21,7 @@ when they all share one. Attribute names follow the messaging semantic conventio
 from __future__ import annotations
 
 import importlib.metadata
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -45,6 +46,11 @@ NO_TRACE: Trace = ("", "")
 SYSTEM = "trioqueue"
 
 _cached: tuple[Any, Any] = (None, None)  # (provider, its tracer)
+_MISSING = object()
+_PROVIDER_FROM_ENV = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+_NO_PROVIDER: tuple[type, ...] = ()
+if _PROPAGATOR is not None:
+    _NO_PROVIDER = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
 
 
 def tracer() -> trace.Tracer | None:
@@ -53,8 +59,14 @@ def tracer() -> trace.Tracer | None:
     global _cached
     if _PROPAGATOR is None:
         return None
-    provider = trace.get_tracer_provider()
-    if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+    # The provider set_tracer_provider() stored: get_tracer_provider() would first look
+    # for OTEL_PYTHON_TRACER_PROVIDER in os.environ, 2 µs per job on the hot path. Read
+    # through the public call when the API keeps it elsewhere, or the variable may name
+    # a provider yet to be loaded.
+    provider: Any = getattr(trace, "_TRACER_PROVIDER", _MISSING)
+    if provider is _MISSING or (provider is None and _PROVIDER_FROM_ENV):
+        provider = trace.get_tracer_provider()
+    if provider is None or type(provider) in _NO_PROVIDER:
         return None
     if _cached[0] is not provider:
         _cached = (provider, provider.get_tracer("trioqueue", _version()))
