@@ -449,7 +449,9 @@ async def test_run_with_metrics_port_serves_healthz_and_metrics(project: Project
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(read_log)
+            # The metrics server starts beside the worker's loops, after this line.
             await wait_for(lambda: b" started: app cli-test" in log, timeout=15)
+            await wait_for(lambda: b"serving metrics on" in log, timeout=15)
             health = await get("/healthz")
             assert health.startswith("HTTP/1.1 200 OK\r\n") and health.endswith("\r\n\r\nok\n")
             metrics = await get("/metrics")

@@ -321,7 +321,13 @@ async def test_a_killed_worker_is_restarted_and_its_jobs_reclaimed(
         await wait_for(lambda: len(parent.started()) == 2, timeout=30)
         await send(server.url, prefix, [Slow(n, seconds=0.5) for n in range(40)])
         victim, member = parent.started()[1]
-        await wait_for(lambda: len(list(tmp_path.glob("started-*"))) >= 4)
+
+        def victim_holds_a_job() -> bool:
+            started = {n for n, pid in runs(tmp_path, "started.txt") if pid == victim}
+            return bool(started - {n for n, pid in runs(tmp_path, "done.txt") if pid == victim})
+
+        # The other worker may take the first jobs: kill the victim once it runs one.
+        await wait_for(victim_holds_a_job)
         os.kill(victim, signal.SIGKILL)
         await wait_for(lambda: parent.started()[1][0] != victim, timeout=20)
         await wait_for(lambda: set(done(tmp_path)) == set(range(40)), timeout=30)
