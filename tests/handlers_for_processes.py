@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 import attrs
 
@@ -37,3 +38,19 @@ def steer(msg: Steer) -> str:
         open(msg.marker, "w").close()
         raise trioqueue.Retry(delay=0.05, reason="again, from the child")
     return "done"
+
+
+@attrs.frozen
+class WhoAmI:
+    n: int
+
+
+def whoami(msg: WhoAmI) -> list[Any]:
+    """The job and the current span as the child process sees them."""
+    from opentelemetry import trace
+
+    import trioqueue
+
+    job = trioqueue.current_job()
+    span = trace.get_current_span().get_span_context()
+    return [job.job_id, job.attempt, os.getpid(), f"{span.trace_id:032x}", f"{span.span_id:016x}"]

@@ -11,7 +11,7 @@ import trio
 
 import trioqueue
 from tests.conftest import wait_for
-from tests.handlers_for_processes import Crunch, Steer, crunch, steer
+from tests.handlers_for_processes import Crunch, Steer, WhoAmI, crunch, steer, whoami
 from trioqueue._keys import PartitionKeys
 
 NO_RETRY = trioqueue.Backoff(initial=0.01, factor=1.0, max=0.01, jitter=0.0)
@@ -156,3 +156,20 @@ async def test_process_handler_can_raise_retry_and_reject(
                 assert "rejected in the child" in exc.error
             assert sup.statistics().queues["s"].retried == 1
             sup.shutdown()
+
+
+async def test_current_job_answers_in_a_child_process(config: trioqueue.Config) -> None:
+    """A process handler's current_job() is its job; without a tracer provider there is
+    no current span in the child."""
+    app = trioqueue.App("whoami")
+    app.handler(queue="w", run_in="process")(whoami)
+    async with app.connect(config.broker.url or "", prefix=config.broker.prefix) as client:
+        job = await client.send(WhoAmI(1))
+        sup = trioqueue.Supervisor(app, config)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sup.run)
+            job_id, attempt, pid, trace_id, _ = await client.result(job, timeout=30)
+            sup.shutdown()
+    assert (job_id, attempt) == (job.id, 1)
+    assert pid != os.getpid()
+    assert int(trace_id, 16) == 0

@@ -21,6 +21,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 import trioqueue
 from tests.conftest import wait_for
+from tests.handlers_for_processes import WhoAmI, whoami
 from trioqueue import _tracing
 from trioqueue._envelope import Envelope
 from trioqueue._keys import PartitionKeys
@@ -247,6 +248,26 @@ async def test_batch_span_links_every_message(
     assert ctx(many).trace_id not in {ctx(s).trace_id for s in sends}
     assert many.status.status_code is StatusCode.ERROR
     assert many.attributes["error.type"] == "BatchFailed"  # type: ignore[index]
+
+
+async def test_a_process_handler_runs_as_its_job_under_its_span(
+    config: trioqueue.Config, spans: InMemorySpanExporter
+) -> None:
+    """run_in="process": the child sees current_job() and the job's span as current."""
+    app = trioqueue.App("tracing")
+    app.handler(queue="procs", run_in="process")(whoami)
+    async with app.connect(url(config), prefix=config.broker.prefix) as client:
+        job = await client.send(WhoAmI(1))
+        sup = trioqueue.Supervisor(app, config)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sup.run)
+            seen = await client.result(job, timeout=30)
+            sup.shutdown()
+    (span,) = named(spans, "process procs")
+    job_id, attempt, pid, trace_id, span_id = seen
+    assert (job_id, attempt) == (job.id, 1)
+    assert pid != os.getpid()
+    assert (int(trace_id, 16), int(span_id, 16)) == ids(ctx(span))
 
 
 async def test_a_traceparent_from_a_plain_xadd_is_the_jobs_parent(

@@ -20,6 +20,7 @@ when they all share one. Attribute names follow the messaging semantic conventio
 
 from __future__ import annotations
 
+import contextvars
 import importlib.metadata
 import os
 from collections.abc import Iterator, Sequence
@@ -95,6 +96,29 @@ def _extract(trace_: Trace) -> otel_context.Context | None:
     if not trace_[0] or _PROPAGATOR is None:
         return None
     return _PROPAGATOR.extract(_carrier(trace_), context=otel_context.Context())
+
+
+def current() -> Trace:
+    """The W3C context of the current span, to hand to a child process (``NO_TRACE``
+    without a tracer provider or a current span)."""
+    if tracer() is None:
+        return NO_TRACE
+    carrier: dict[str, str] = {}
+    assert _PROPAGATOR is not None
+    _PROPAGATOR.inject(carrier)
+    return carrier.get("traceparent", ""), carrier.get("tracestate", "")
+
+
+def attach(trace_: Trace) -> contextvars.Token[otel_context.Context] | None:
+    """Make the context ``trace_`` current (in a child process); None when there is
+    none to attach. Undo with ``detach``."""
+    parent = _extract(trace_)
+    return None if parent is None else otel_context.attach(parent)
+
+
+def detach(token: contextvars.Token[otel_context.Context]) -> None:
+    """Undo an ``attach``."""
+    otel_context.detach(token)
 
 
 def _failed(span: trace.Span, exc: BaseException) -> None:

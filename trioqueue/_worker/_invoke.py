@@ -14,11 +14,13 @@ from typing import Any
 import trio
 import trio_parallel
 
+from trioqueue import _tracing as tracing
 from trioqueue._config import QueueSettings
+from trioqueue._context import _current
 from trioqueue._handler import Handler
 from trioqueue._tracing import Trace
 from trioqueue._worker._batch import Batcher
-from trioqueue._worker._process import process_target
+from trioqueue._worker._process import in_child, process_target
 
 __all__ = ["Invoker"]
 
@@ -59,8 +61,12 @@ class Invoker:
         if handler.run_in == "process":
             # kill_on_cancel: a timeout or remote cancel kills the child's work; a
             # crashed child raises BrokenWorkerError, which fails only this attempt.
+            # The child gets the job's context: current_job() and the job's span.
             return await trio_parallel.run_sync(
+                in_child,
                 process_target(handler.fn),
+                _current.get(None),
+                tracing.current(),
                 arg,
                 kill_on_cancel=True,
                 limiter=self._process_limiter,

@@ -1,4 +1,6 @@
-"""Handing a plain ``def`` handler to the process pool (``run_in="process"``)."""
+"""Handing a plain ``def`` handler to the process pool (``run_in="process"``), with the
+job's context: ``current_job()`` answers in the child, and spans the child makes nest
+under the job's span when the child has a tracer provider."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from trioqueue import _tracing as tracing
+from trioqueue._context import JobContext, _current
 from trioqueue._handler import Handler
 
 
@@ -33,3 +37,18 @@ def _call_by_name(module: str, qualname: str, arg: Any) -> Any:
     for part in qualname.split("."):
         target = getattr(target, part)
     return target(arg)
+
+
+def in_child(
+    target: Callable[[Any], Any], job: JobContext | None, trace: tracing.Trace, arg: Any
+) -> Any:
+    """Call ``target(arg)`` in the child as the job ``job`` (its span's context ``trace``)."""
+    token = _current.set(job) if job is not None else None
+    attached = tracing.attach(trace)
+    try:
+        return target(arg)
+    finally:
+        if attached is not None:
+            tracing.detach(attached)
+        if token is not None:
+            _current.reset(token)
