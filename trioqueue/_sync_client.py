@@ -23,8 +23,9 @@ from trioqueue import _scripts as scripts
 from trioqueue._broker_errors import classify_sync
 from trioqueue._connection import check_url
 from trioqueue._core import _commands as cmd
-from trioqueue._core import _events, _lookup, _pause, _send
+from trioqueue._core import _dead, _events, _lookup, _pause, _send
 from trioqueue._core._base import ClientBase, Durability
+from trioqueue._deadletters import DeadLetter
 from trioqueue._errors import BrokerError
 from trioqueue._events import JobEvent
 from trioqueue._job import Job, JobStatus
@@ -168,6 +169,20 @@ class SyncClient(ClientBase):
             self._core, job, queue, timeout=timeout, clock=time.monotonic, too_slow=TimeoutError
         )
         return self._run(op)
+
+    def dead_letters(self, queue: str, *, count: int = 100) -> list[DeadLetter]:
+        """The oldest ``count`` dead letters of each of ``queue``'s partitions; see
+        ``Client.dead_letters``."""
+        return self._run(_dead.dead_letters(self._core, queue, count))
+
+    def retry_dead_letters(self, queue: str, ids: Sequence[str] | None = None) -> tuple[int, int]:
+        """Re-send dead letters (``ids``, or all) as fresh jobs; (re-sent, skipped). See
+        ``Client.retry_dead_letters``."""
+        return self._run(_dead.retry_dead_letters(self._core, queue, ids))
+
+    def purge_dead_letters(self, queue: str, ids: Sequence[str] | None = None) -> int:
+        """Delete dead letters (``ids``, or all); how many were deleted."""
+        return self._run(_dead.purge_dead_letters(self._core, queue, ids))
 
     def status(self, job: Job | str, *, queue: str | None = None) -> JobStatus:
         """The job's current state, attempts, timestamps and last error; see
