@@ -11,8 +11,8 @@ import trio
 
 import trioqueue
 from tests.conftest import Server, free_port, make_config, wait_for
-from trioqueue._broker_errors import classify_sync
 from trioqueue._keys import PartitionKeys
+from trioqueue._sync_redis import classify_sync
 
 
 @attrs.frozen

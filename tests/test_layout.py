@@ -18,6 +18,8 @@ What counts as an import of one trioqueue module by another:
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -201,3 +203,15 @@ def test_import_graph_sees_what_it_must() -> None:
         "a (line 1) -> b (line 5) -> a",
         "b (line 2) -> c (line 7) -> b",
     ]
+
+
+def test_importing_the_package_leaves_redis_py_out() -> None:
+    """redis-py (the sync client's library) is imported with the first SyncClient, not
+    with the package: workers, the CLI and the Trio client start without it."""
+    script = (
+        "import sys, trioqueue; assert 'redis' not in sys.modules, 'imported';"
+        "trioqueue.SyncClient; assert 'redis' in sys.modules; print('ok')"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"

@@ -30,10 +30,16 @@ DEFINITIONS = [name for name in PUBLIC if name not in NOT_DEFINITIONS]
 
 
 def exported_by_init() -> set[str]:
-    """The names ``trioqueue/__init__.py`` binds without a leading underscore."""
+    """The names ``trioqueue/__init__.py`` binds without a leading underscore, those it
+    imports on first use (named for type checkers under ``if _TYPE_CHECKING:``)
+    included."""
     tree = ast.parse(Path(trioqueue.__file__).read_text(encoding="utf-8"))
     names = set()
+    body = list(tree.body)
     for node in tree.body:
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "_TYPE_CHECKING":
+            body += node.body
+    for node in body:
         if isinstance(node, ast.ImportFrom):
             names |= {alias.asname or alias.name for alias in node.names}
         elif isinstance(node, ast.Assign):

@@ -103,10 +103,12 @@ async def test_run_loads_a_script_the_server_forgot(redis: Any, broker: Any) -> 
 def test_run_sync_loads_a_script_the_server_forgot(server: Any) -> None:
     import redis as redis_py
 
+    from trioqueue._sync_redis import run_sync
+
     sync = redis_py.Redis.from_url(server.url)
     try:
         sync.script_flush()
-        assert scripts.run_sync(sync, scripts.server_time()) > 0
-        assert scripts.run_sync(sync, scripts.server_time()) > 0
+        assert run_sync(sync, scripts.server_time()) > 0
+        assert run_sync(sync, scripts.server_time()) > 0
     finally:
         sync.close()

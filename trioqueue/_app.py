@@ -6,7 +6,7 @@ import datetime as dt
 import inspect
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import attrs
 import cattrs
@@ -19,7 +19,9 @@ from trioqueue._cron import Schedule
 from trioqueue._errors import UnknownMessageType
 from trioqueue._handler import Handler, RunIn, message_type_of
 from trioqueue._keys import check_queue_name
-from trioqueue._sync_client import SyncClient
+
+if TYPE_CHECKING:
+    from trioqueue._sync_client import SyncClient
 
 __all__ = ["App"]
 
@@ -255,6 +257,9 @@ class App:
         ``with app.connect_sync(url) as client: client.send(msg)``. Same URLs, settings,
         wire format, scripts and errors as ``connect``.
         """
+        # Here, not at import: it imports redis-py, which only the sync client needs.
+        from trioqueue._sync_client import SyncClient
+
         o = connect_options(
             config,
             prefix=prefix,

@@ -9,9 +9,7 @@ error codes our scripts reply with are read in ``_scripts/_codes.py``.)
 
 from __future__ import annotations
 
-import redis.exceptions as rx
 import trio
-from redis.sentinel import MasterNotFoundError
 
 from trioqueue._errors import BrokerAuthError, BrokerError, BrokerUnavailable
 from trioqueue._redact import redact, redact_url
@@ -53,8 +51,6 @@ TRANSIENT_CODES = frozenset(
         "NOSCRIPT",
     }
 )
-# The same for redis-py, which strips the code of the replies it has classes for.
-_SYNC_TRANSIENT = (rx.ConnectionError, rx.TimeoutError, rx.ReadOnlyError, rx.BusyLoadingError)
 
 
 def is_broker_failure(exc: BaseException) -> bool:
@@ -67,27 +63,6 @@ def classify(exc: BaseException, url: str | None) -> BrokerError:
     """Turn a client exception into a ``BrokerError`` with a clear, redacted message."""
     denied = isinstance(exc, ReplyError) and _denied(str(exc))
     return broker_error(exc, url, denied=denied, unreachable=is_connection_error(exc))
-
-
-def classify_sync(exc: rx.RedisError, url: str | None) -> BrokerError:
-    """Turn a redis-py exception into the ``BrokerError`` ``classify`` would give."""
-    if isinstance(exc, MasterNotFoundError):
-        # Its text lists the repr of every sentinel client; say what it means instead.
-        text = str(exc)
-        service = text.split("'")[1] if text.count("'") >= 2 else "?"
-        if text.count("AuthenticationError") and "TimeoutError" not in text:
-            return BrokerAuthError(
-                f"no primary found for service {service!r}: the sentinels refused the "
-                "credentials (sentinel credentials: sentinel_username/_password)"
-            )
-        exc = MasterNotFoundError(f"no primary found for service {service!r}")
-    return broker_error(
-        exc,
-        url,
-        denied=isinstance(exc, rx.AuthenticationError | rx.NoPermissionError),
-        unreachable=isinstance(exc, _SYNC_TRANSIENT)
-        or str(exc).split(" ", 1)[0] in TRANSIENT_CODES,
-    )
 
 
 def is_denied(exc: BaseException) -> bool:

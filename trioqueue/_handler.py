@@ -6,14 +6,17 @@ import datetime as dt
 import inspect
 import typing
 from collections.abc import Callable, Coroutine
-from typing import Any, Generic, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 import attrs
 
 from trioqueue._client import Client
 from trioqueue._config import QueueOptions
 from trioqueue._job import Job
-from trioqueue._sync_client import SyncClient
+
+if TYPE_CHECKING:
+    # Annotations only: importing it would import redis-py with every App.
+    from trioqueue._sync_client import SyncClient
 
 __all__ = ["Handler"]
 

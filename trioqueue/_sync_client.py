@@ -20,7 +20,6 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from trioqueue import _scripts as scripts
-from trioqueue._broker_errors import classify_sync
 from trioqueue._connection import check_url
 from trioqueue._core import _commands as cmd
 from trioqueue._core import _dead, _events, _lookup, _pause, _send
@@ -32,7 +31,7 @@ from trioqueue._job import Job, JobStatus
 from trioqueue._redact import chainable, redact, redact_url
 from trioqueue._redis import is_sentinel_url, parse_sentinel_url
 from trioqueue._scripts import Call
-from trioqueue._sync_redis import SyncRedis, sync_redis
+from trioqueue._sync_redis import SyncRedis, classify_sync, run_sync, run_then_sync, sync_redis
 
 if TYPE_CHECKING:
     from trioqueue._app import App
@@ -231,7 +230,7 @@ class SyncClient(ClientBase):
         r = self.redis
         match command:
             case scripts.Call():  # first: every send is one
-                return scripts.run_sync(r, command)
+                return run_sync(r, command)
             case cmd.Get(key):
                 return r.get(key)
             case cmd.HGet(key, field):
@@ -259,7 +258,7 @@ class SyncClient(ClientBase):
             case cmd.Pipeline():
                 return self._pipeline(command)
             case cmd.Replicated(call):
-                return command.reply(*scripts.run_then_sync(r, call, command.wait))
+                return command.reply(*run_then_sync(r, call, command.wait))
         raise TypeError(f"not a command: {command!r}")
 
     def _pipeline(self, pipeline: cmd.Pipeline) -> list[Any]:

@@ -3,8 +3,8 @@ typed call here.
 
 Build a call with the builder of the same name (``send``, ``ack``, ...: named
 arguments in, ``KEYS``/``ARGV`` built in one place), then run it with ``run`` (trioqueue's
-own client: the Trio client and the workers) or ``run_sync`` (redis-py: ``SyncClient``); either
-returns the reply parsed into a typed value::
+own client: the Trio client and the workers) or ``run_sync`` (redis-py: ``SyncClient``,
+in ``trioqueue/_sync_redis.py``); either returns the reply parsed into a typed value::
 
     sent = await run(redis, send(keys, items, max_length=0, max_message_bytes=2**20,
                                  unique=False, due=0))
@@ -29,9 +29,7 @@ Rules the scripts keep (see docs/explanation/delivery.md):
 
 from trioqueue._scripts._call import Call as Call
 from trioqueue._scripts._call import run as run
-from trioqueue._scripts._call import run_sync as run_sync
 from trioqueue._scripts._call import run_then as run_then
-from trioqueue._scripts._call import run_then_sync as run_then_sync
 from trioqueue._scripts._codes import LeaseLost as LeaseLost
 from trioqueue._scripts._members import Fetched as Fetched
 from trioqueue._scripts._members import cron_claim as cron_claim

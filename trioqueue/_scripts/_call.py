@@ -2,8 +2,9 @@
 
 A builder (``_jobs.py``, ``_members.py``) turns named arguments into a ``Call``: the
 script, its ``KEYS`` and ``ARGV``, and how to read the reply. A driver runs it on a
-connection: ``run`` on trioqueue's own client (the Trio client and the workers), ``run_sync`` on
-redis-py (``SyncClient``). Both run the script by SHA and load it only when the
+connection: ``run`` on trioqueue's own client (the Trio client and the workers), and
+``run_sync`` in ``trioqueue/_sync_redis.py`` on redis-py (``SyncClient``, the only part
+that imports redis-py). Both run the script by SHA and load it only when the
 server does not know it yet (``NOSCRIPT``, e.g. after a restart: nothing ran, so
 running it then is safe), and both turn the error codes the call declares into
 exceptions (``_codes.py``). Other errors propagate as the client library raised them.
@@ -15,9 +16,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 import attrs
-import redis as redis_py
-import redis.exceptions as rx
-from redis.cluster import RedisCluster
 
 from trioqueue._redis import AnyRedis, ReplyError
 from trioqueue._scripts._codes import reply_error
@@ -56,7 +54,7 @@ async def run(redis: AnyRedis, call: Call[R]) -> R:
             await redis.script_load(call.script.source)
             raw = await redis.evalsha(sha, keys=keys, args=args)
     except ReplyError as exc:
-        _raise_translated(call, exc)
+        raise_translated(call, exc)
         raise
     return call.parse(raw)
 
@@ -74,54 +72,14 @@ async def run_then(
         await redis.script_load(call.script.source)
         raw, after = await redis.pipeline_blocking(commands, block=block)
     if isinstance(raw, ReplyError):
-        _raise_translated(call, raw)
+        raise_translated(call, raw)
         raise raw
     if isinstance(after, ReplyError):
         raise after
     return call.parse(raw), after
 
 
-def run_then_sync(
-    redis: redis_py.Redis | RedisCluster, call: Call[R], then: Sequence[Arg]
-) -> tuple[R, Any]:
-    """``run_then`` on a redis-py client: one pipeline, so one connection."""
-    sha, keys, args = call.script.sha, call.keys, call.args
-
-    def both() -> list[Any]:
-        with redis.pipeline(transaction=False) as pipe:
-            pipe.evalsha(sha, len(keys), *keys, *args)
-            pipe.execute_command(*then)
-            replies: list[Any] = pipe.execute(raise_on_error=False)
-        return replies
-
-    raw, after = both()
-    if isinstance(raw, rx.NoScriptError):
-        redis.script_load(call.script.source)
-        raw, after = both()
-    if isinstance(raw, rx.ResponseError):
-        _raise_translated(call, raw)
-        raise raw
-    if isinstance(after, Exception):
-        raise after
-    return call.parse(raw), after
-
-
-def run_sync(redis: redis_py.Redis | RedisCluster, call: Call[R]) -> R:
-    """Run ``call`` on a redis-py client and return its parsed reply."""
-    sha, keys, args = call.script.sha, call.keys, call.args
-    try:
-        try:
-            raw = redis.evalsha(sha, len(keys), *keys, *args)
-        except rx.NoScriptError:
-            redis.script_load(call.script.source)
-            raw = redis.evalsha(sha, len(keys), *keys, *args)
-    except rx.ResponseError as exc:
-        _raise_translated(call, exc)
-        raise
-    return call.parse(raw)
-
-
-def _raise_translated(call: Call[Any], exc: Exception) -> None:
+def raise_translated(call: Call[Any], exc: Exception) -> None:
     if not call.errors:
         return
     translated = reply_error(str(exc), queue=call.queue, accepted=call.errors)
