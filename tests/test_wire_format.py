@@ -120,3 +120,15 @@ def test_spec_page_names_every_field_and_its_module() -> None:
                 assert re.search(rf"`{value}`", spec), f"{module.__name__}.{name} not in spec"
     for module in ("_envelope.py", "_deadletters.py", "_outcome.py"):
         assert f"trioqueue/{module}" in spec
+
+
+def test_a_sent_entry_reads_the_same_with_or_without_optional_fields() -> None:
+    """The common entry (id, type, body) and one that also carries the optional fields
+    at their defaults give the same envelope."""
+    plain = {b"id": b"j1", b"type": b"T", b"body": b'{"a":1}'}
+    spelled = {**plain, b"attempt": b"1", b"enqueued": b"1700000000000", b"key": b""}
+    fast = Envelope.from_entry("1700000000000-0", plain)
+    assert fast == Envelope.from_entry("1700000000000-0", spelled)
+    assert (fast.job_id, fast.type_name, fast.body, fast.attempt) == ("j1", "T", b'{"a":1}', 1)
+    assert fast.enqueued_ms == 1700000000000
+    assert Envelope.from_entry("1700000000000-0", {k.decode(): v for k, v in plain.items()}) == fast

@@ -114,9 +114,10 @@ class Envelope:
                 raise EnvelopeError(f"entry lacks 'type' or 'body' field (fields: {present})")
             type_name, body = type_name or b"", body or b""
         job_id = get(b"id")
-        if len(fields) == 3 and job_id is not None and isinstance(body, bytes):
+        if len(fields) == 3 and job_id is not None and b"body" in fields and b"type" in fields:
             # The common entry, a first attempt as sent (id, type, body): the other
             # fields take their defaults without looking for each.
+            body = body if isinstance(body, bytes) else str(body).encode()
             return cls(
                 entry_id, _text(job_id), _text(type_name), body, 1, int(entry_id.split("-")[0])
             )
