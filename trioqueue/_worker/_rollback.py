@@ -8,8 +8,9 @@ count lower than one seen before means entries the broker had acknowledged are g
 
 Once per ``heartbeat_interval`` (and as soon as the broker answers again after an
 outage) the watch reads that count for every partition of the worker's queues, one
-command per partition, none per job. When a count went backwards it logs one line per
-partition with how many entries went missing, adds them to the partition's
+command per partition in one pipeline (one per node on a cluster), none per job.
+When a count went backwards it logs one line per partition with how many entries went
+missing, adds them to the partition's
 ``rollbacks``/``lost`` counters (``P:{Q:N}:meta``, shown by ``status``), and distrusts
 peers' missing heartbeats for one TTL, as after a restart: their renewals may have been
 lost too. A partition's high-water mark lives in this process only: a copy in the
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from trioqueue._config import QueueSettings
 from trioqueue._keys import PartitionKeys
@@ -58,16 +60,20 @@ class RollbackWatch:
 
     async def check(self) -> int:
         """Check every partition once; how many entries were found missing."""
+        every = [
+            PartitionKeys(self._ctx.prefix, name, p)
+            for name, s in self._settings().items()
+            for p in range(s.partitions)
+        ]
+        replies = await self._ctx.redis.pipeline([("XINFO", "STREAM", k.stream) for k in every])
         missing = 0
-        for name, s in self._settings().items():
-            for p in range(s.partitions):
-                missing += await self._check_one(PartitionKeys(self._ctx.prefix, name, p))
+        for keys, reply in zip(every, replies, strict=True):
+            missing += await self._check_one(keys, _entries_added(reply))
         if missing:
             self._ctx.liveness.distrust()
         return missing
 
-    async def _check_one(self, keys: PartitionKeys) -> int:
-        added = await self._entries_added(keys.stream)
+    async def _check_one(self, keys: PartitionKeys, added: int) -> int:
         where = (keys.queue, keys.partition)
         before = self._seen.get(where)
         self._seen[where] = added if before is None else max(before, added)
@@ -92,13 +98,14 @@ class RollbackWatch:
         await self._ctx.redis.execute("HINCRBY", keys.meta, "lost", gone)
         return gone
 
-    async def _entries_added(self, stream: str) -> int:
-        try:
-            reply = await self._ctx.redis.execute("XINFO", "STREAM", stream)
-        except ReplyError as exc:
-            if "no such key" in str(exc).lower():
-                return 0
-            raise
-        it = iter(reply)
-        info = dict(zip(it, it, strict=True))
-        return int(info.get(b"entries-added", 0))
+
+def _entries_added(reply: Any) -> int:
+    """``entries-added`` of an ``XINFO STREAM`` reply; 0 for a stream that does not
+    exist; any other error reply is raised."""
+    if isinstance(reply, ReplyError):
+        if "no such key" in str(reply).lower():
+            return 0
+        raise reply
+    it = iter(reply)
+    info = dict(zip(it, it, strict=True))
+    return int(info.get(b"entries-added", 0))
