@@ -343,3 +343,58 @@ async def test_api_shows_owner_and_lease_epoch_of_ordered_partitions(
         [member] = (await client.get("/api/workers")).json()["members"]
         assert member["owned"] == 2
         sup.shutdown()
+
+
+def http_from(d: Dashboard, address: str, **headers: str) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=d.asgi, client=(address, 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1", headers=headers)
+
+
+async def test_wrong_tokens_from_one_address_are_throttled(dash_config: trioqueue.Config) -> None:
+    """Five wrong tokens from an address, by form or bearer header: it gets 429 with
+    Retry-After, the right token included, while another address logs in."""
+    d = Dashboard(dash_config, app=app, token=TOKEN)
+    async with d.running():
+        async with http_from(d, "10.0.0.1") as guesser:
+            form = await guesser.get("/login")
+            csrf = form.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+            for n in range(4):
+                wrong = await guesser.post("/login", data={"token": f"guess{n}", "csrf": csrf})
+                assert wrong.status_code == 401
+            bad = await guesser.get("/api/status", headers={"Authorization": "Bearer guess4"})
+            assert bad.status_code == 401
+            refused = await guesser.post("/login", data={"token": TOKEN, "csrf": csrf})
+            assert refused.status_code == 429
+            assert 0 < int(refused.headers["retry-after"]) <= 60
+            assert "too many wrong tokens" in refused.text
+            assert "tq_auth" not in " ".join(refused.headers.get_list("set-cookie"))
+            api = await guesser.get("/api/status", headers={"Authorization": f"Bearer {TOKEN}"})
+            assert api.status_code == 429 and "queues" not in api.text
+        async with http_from(d, "10.0.0.2", Authorization=f"Bearer {TOKEN}") as other:
+            assert (await other.get("/api/status")).status_code == 200
+
+
+def test_throttle_forgets_after_its_window_and_stays_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An address may try again once the window of its first failure passed; the
+    table keeps at most MAX_ADDRESSES addresses, dropping the oldest."""
+    from trioqueue.dashboard import _throttle
+
+    now = [100.0]
+    throttle = _throttle.Throttle(limit=2, window=10.0, clock=lambda: now[0])
+    throttle.failed("a")
+    assert throttle.retry_after("a") == 0
+    now[0] = 104.2
+    throttle.failed("a")
+    assert throttle.retry_after("a") == 6  # until 110, counted from the first failure
+    now[0] = 110.0
+    assert throttle.retry_after("a") == 0
+    throttle.failed("a")
+    assert throttle.retry_after("a") == 0  # a new window: one failure so far
+    monkeypatch.setattr(_throttle, "MAX_ADDRESSES", 3)
+    for address in ("b", "c", "d"):
+        throttle.failed(address)
+        throttle.failed(address)
+    assert list(throttle._failures) == ["b", "c", "d"]  # "a", the oldest, was dropped
+    assert throttle.retry_after("b") > 0

@@ -34,6 +34,7 @@ from trioqueue.dashboard._html import e
 from trioqueue.dashboard._pages import page_routes
 from trioqueue.dashboard._security import AUTH_COOKIE, Guard, Secrets, cookie_header
 from trioqueue.dashboard._snapshot import Snapshotter
+from trioqueue.dashboard._throttle import Throttle, client_address
 
 __all__ = ["TOKEN_ENV", "Dashboard", "create_app"]
 
@@ -65,6 +66,7 @@ class Dashboard:
         self.app = app if app is not None else import_app(config)
         self.token = token or os.environ.get(TOKEN_ENV) or config.dashboard.token
         self.keys = Secrets(self.token)
+        self.throttle = Throttle()
         self.queues = list(dict.fromkeys([*self.app.queues, *config.queues]))
         settings = self.app.settings(config)
         ordered = [q for q, s in settings.items() if s.ordered]
@@ -78,7 +80,7 @@ class Dashboard:
         self._client: Client | None = None
         self.asgi = Starlette(
             routes=[*api_routes(self), *page_routes(self), *self._routes()],
-            middleware=[Middleware(Guard, keys=self.keys)],
+            middleware=[Middleware(Guard, keys=self.keys, throttle=self.throttle)],
             lifespan=self._lifespan,
             exception_handlers={TrioqueueError: _broker_error},
         )
@@ -146,7 +148,14 @@ class Dashboard:
             session = request.scope["state"]["tq_session"]
             if not self.keys.check_csrf(session, csrf):
                 return HTMLResponse(_login_page(request, "the form expired: try again"), 403)
+            address = client_address(request.scope)
+            wait = self.throttle.retry_after(address)
+            if wait:
+                problem = f"too many wrong tokens: try again in {wait} s"
+                headers = {"retry-after": str(wait)}
+                return HTMLResponse(_login_page(request, problem), 429, headers=headers)
             if not self.keys.check_token(given):
+                self.throttle.failed(address)
                 return HTMLResponse(_login_page(request, "wrong token"), 401)
             root = request.scope.get("root_path", "")
             response = RedirectResponse(f"{root}/", status_code=303)

@@ -8,6 +8,8 @@
   the login form. Without a token, only requests whose ``Host`` is a loopback name
   are served (a DNS-rebinding page cannot reach the dashboard through its own host
   name).
+- A wrong token counts against the client's address (``_throttle.py``): after five
+  within a minute, that address gets 429 for the rest of the minute.
 - Every POST, except one authorised with a bearer token (which a browser never sends
   on its own), must carry the session's CSRF token in ``X-CSRF-Token`` (the login form:
   in its ``csrf`` field) and, when the browser sends ``Origin``, come from the
@@ -29,6 +31,8 @@ import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from http.cookies import SimpleCookie
 from typing import Any
+
+from trioqueue.dashboard._throttle import Throttle, client_address
 
 __all__ = ["Guard", "Secrets", "is_loopback"]
 
@@ -136,9 +140,10 @@ def cookie_header(scope: Scope, name: str, value: str, *, max_age: int | None = 
 class Guard:
     """ASGI middleware enforcing the rules in this module's docstring."""
 
-    def __init__(self, app: ASGIApp, *, keys: Secrets) -> None:
+    def __init__(self, app: ASGIApp, *, keys: Secrets, throttle: Throttle) -> None:
         self.app = app
         self.keys = keys
+        self.throttle = throttle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Check the request, then call the app with headers added to its response."""
@@ -183,7 +188,16 @@ class Guard:
             msg = b"this dashboard has no token: it only answers on a loopback address"
             return 403, msg, [(b"content-type", b"text/plain; charset=utf-8")]
         bearer = headers.get("authorization", "")
-        by_bearer = bearer.startswith("Bearer ") and self.keys.check_token(bearer[7:])
+        by_bearer = False
+        if bearer.startswith("Bearer ") and self.keys.token is not None:
+            address = client_address(scope)
+            wait = self.throttle.retry_after(address)
+            if wait:
+                body = b'{"error": "too many wrong tokens from this address: try again later"}'
+                return 429, body, [*json, (b"retry-after", str(wait).encode())]
+            by_bearer = self.keys.check_token(bearer[7:])
+            if not by_bearer:
+                self.throttle.failed(address)
         public = path.startswith(PUBLIC_PREFIXES)
         if self.keys.token is not None and not public and not by_bearer:
             cookie = jar.get(AUTH_COOKIE, "")
