@@ -39,11 +39,15 @@ async def ordered(msg: Step) -> None:
 
 @attrs.frozen
 class Hold:
-    """A job that runs for ``seconds`` (until cancelled, in the tests)."""
+    """A job that runs for ``seconds`` (until cancelled, in the tests), having reported
+    ``progress`` first if given."""
 
     seconds: float
+    progress: float | None = None
 
 
 @app.handler(queue="hold")
 async def hold(msg: Hold) -> None:
+    if msg.progress is not None:
+        await trioqueue.report_progress(msg.progress)
     await trio.sleep(msg.seconds)

@@ -284,21 +284,26 @@ async def test_dashboard_mounts_inside_another_asgi_app(dash_config: trioqueue.C
 async def test_api_shows_running_jobs_and_cancels_one(
     dash: Dashboard, dash_config: trioqueue.Config
 ) -> None:
-    """A job running now is on its queue's running list with its worker, the worker
-    counts it, and cancelling it through the API asks the worker to stop it."""
-    job = await dash.client.send(Hold(60))
+    """A job running now is on its queue's running list with its worker and progress
+    (shown on the page as a percentage), the worker counts it, and cancelling it
+    through the API asks the worker to stop it."""
+    job = await dash.client.send(Hold(60, progress=0.25))
     sup = trioqueue.Supervisor(app, dash_config, queues=["hold"])
     async with trio.open_nursery() as nursery, http(dash) as client:
         await nursery.start(sup.run)
 
         async def running() -> bool:
             await fresh(dash)
-            return (await client.get("/api/queues/hold")).json()["running_jobs"] != []
+            jobs = (await client.get("/api/queues/hold")).json()["running_jobs"]
+            return jobs != [] and jobs[0]["progress"] is not None  # reported once running
 
         await wait_for(running)
         q = (await client.get("/api/queues/hold")).json()
         [entry] = q["running_jobs"]
         assert (entry["job_id"], entry["worker"]) == (job.id, sup.member_id)
+        assert entry["progress"] == 0.25
+        page = (await client.get("/queues/hold")).text
+        assert '<span data-f="progress" data-k="progress">25 %</span>' in page
         [member] = (await client.get("/api/workers")).json()["members"]
         assert member["running"] == 1
         token = {"X-CSRF-Token": await csrf_of(client)}

@@ -9,6 +9,8 @@ afterwards. Nothing from a message is ever markup.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import math
 from collections.abc import Iterable, Sequence
 from html import escape
 from typing import Any
@@ -16,8 +18,8 @@ from urllib.parse import quote
 
 __all__ = ["Col", "cell", "e", "fmt", "layout", "table"]
 
-# (label, field, kind): kinds are text, num, state, time, details, link:<path prefix>, check,
-# button:<action>:<label>.
+# (label, field, kind): kinds are text, num, state, time, progress, details,
+# link:<path prefix>, check, button:<action>:<label>.
 Col = tuple[str, str, str]
 
 
@@ -39,6 +41,12 @@ def fmt(value: Any, kind: str = "text") -> str:
             except ValueError:
                 return str(value)
         return when.strftime("%Y-%m-%d %H:%M:%S")
+    if kind == "progress":
+        # A fraction as a percentage, rounded as JavaScript's Math.round does; any other
+        # reported value as its JSON.
+        if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1:
+            return f"{math.floor(value * 100 + 0.5)} %"
+        return value if isinstance(value, str) else json.dumps(value)
     if isinstance(value, list):
         return ", ".join(str(v) for v in value) or "-"
     if isinstance(value, bool):

@@ -66,6 +66,7 @@ RUNNING: list[Col] = [
     ("type", "type", "text"),
     ("worker", "worker", "text"),
     ("running for (s)", "running_for", "num"),
+    ("progress", "progress", "progress"),
     ("deliveries", "deliveries", "num"),
     ("partition", "partition", "num"),
 ]
@@ -92,7 +93,7 @@ JOB_FIELDS = [
     ("finished", "finished_at", "time"),
     ("due", "due_at", "time"),
     ("worker", "worker", "text"),
-    ("progress", "progress", "text"),
+    ("progress", "progress", "progress"),
 ]
 
 

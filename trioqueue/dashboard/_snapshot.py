@@ -139,7 +139,8 @@ def _delayed(replies: list[Any], indexes: list[int]) -> list[dict[str, Any]]:
 
 async def _running(redis: Redis, keys: list[PartitionKeys], now_ms: int) -> list[dict[str, Any]]:
     """The jobs delivered and not yet acknowledged (up to ``RUNNING_SHOWN`` per
-    partition), oldest delivery first: two pipelined round trips per queue."""
+    partition), oldest delivery first, with their progress: three pipelined round trips
+    per queue with running jobs, one per queue without."""
     pending = await redis.pipeline(
         [("XPENDING", k.stream, GROUP, "-", "+", RUNNING_SHOWN) for k in keys]
     )
@@ -170,7 +171,25 @@ async def _running(redis: Redis, keys: list[PartitionKeys], now_ms: int) -> list
             }
         )
     jobs.sort(key=lambda j: float(j["running_for"]), reverse=True)
-    return jobs[:RUNNING_SHOWN]
+    jobs = jobs[:RUNNING_SHOWN]
+    # Their latest report_progress() values: a third round trip, only for jobs shown.
+    keyed = {k.partition: k for k in keys}
+    reports = await redis.pipeline(
+        [("GET", keyed[j["partition"]].progress(j["job_id"])) for j in jobs]
+    )
+    for j, report in zip(jobs, reports, strict=True):
+        j["progress"] = _progress(report)
+    return jobs
+
+
+def _progress(report: Any) -> Any:
+    """A stored progress value (JSON), or its text if it is not JSON; None if none."""
+    if not isinstance(report, bytes | str):
+        return None
+    try:
+        return orjson.loads(report)
+    except orjson.JSONDecodeError:
+        return as_text(report)
 
 
 def _member(doc: dict[str, Any], expires_ms: float | None, now_ms: int) -> dict[str, Any]:

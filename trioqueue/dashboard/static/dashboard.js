@@ -23,6 +23,10 @@
       return isNaN(d) ? String(v) : d.toISOString().replace("T", " ").slice(0, 19);
     }
     if (kind === "json") return JSON.stringify(v);
+    if (kind === "progress") {
+      if (typeof v === "number" && v >= 0 && v <= 1) return Math.round(v * 100) + " %";
+      return typeof v === "string" ? v : JSON.stringify(v);
+    }
     if (Array.isArray(v)) return v.join(", ") || "-";
     if (typeof v === "boolean") return v ? "yes" : "no";
     return String(v);
