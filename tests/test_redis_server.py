@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -173,4 +175,77 @@ async def test_tls_checks_the_certificate_and_the_host_name(tls_server: tuple[in
     # Signed, but for another name.
     with pytest.raises(BrokerError, match="CERTIFICATE_VERIFY_FAILED"):
         async with connected(f"rediss://127.0.0.1:{port}/0", tls_ca_file=str(ca)):
+            pass
+
+
+@pytest.fixture
+def tls_sentinel(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A sentinel and a primary that both speak TLS only: (``rediss+sentinel://`` URL,
+    CA file). The sentinel is reached by name, the primary at the address it gives."""
+    assert REDIS is not None
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    files = {"cert-file": "cert.pem", "key-file": "key.pem", "ca-cert-file": "ca.pem"}
+    tls = [arg for k, v in files.items() for arg in (f"--tls-{k}", str(tmp_path / v))]
+    primary_tls = free_port()
+    (tmp_path / "primary").mkdir()
+    # The plain port only tells the fixture the server is up; the sentinel uses TLS.
+    primary = Server(REDIS, free_port(), tmp_path / "primary", extra=[
+        "--tls-port", str(primary_tls), "--tls-auth-clients", "no", *tls,
+    ])  # fmt: skip
+    sentinel_port = free_port()
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(
+        f"port 0\ntls-port {sentinel_port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+        + "".join(f"tls-{k} {tmp_path / v}\n" for k, v in files.items())
+        + "tls-auth-clients no\ntls-replication yes\n"
+        f"sentinel monitor mymaster 127.0.0.1 {primary_tls} 1\n"
+    )
+    primary.start()
+    sentinel = subprocess.Popen(
+        [REDIS, str(conf), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", sentinel_port), timeout=0.5).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the TLS sentinel did not start"
+                time.sleep(0.05)
+        yield f"rediss+sentinel://localhost:{sentinel_port}/mymaster", str(tmp_path / "ca.pem")
+    finally:
+        sentinel.kill()
+        sentinel.wait()
+        primary.stop()
+
+
+@needs_redis
+async def test_rediss_sentinel_asks_and_reaches_the_primary_over_tls(
+    tls_sentinel: tuple[str, str], prefix: str
+) -> None:
+    """``rediss+sentinel://``: the Trio client, a worker and the sync client find the
+    primary through a TLS-only sentinel, checking both certificates against the CA
+    file; without it, they refuse."""
+    url, ca_file = tls_sentinel
+    app = make_app()
+
+    def sync_send() -> trioqueue.Job:
+        with app.connect_sync(url, prefix=prefix, tls_ca_file=ca_file) as sync:
+            return sync.send(Add(20, 22))
+
+    early = await trio.to_thread.run_sync(sync_send)
+    await round_trip(url, prefix, tls_ca_file=ca_file)
+
+    def sync_result() -> object:
+        with app.connect_sync(url, prefix=prefix, tls_ca_file=ca_file) as sync:
+            return sync.result(early, timeout=10)
+
+    assert await trio.to_thread.run_sync(sync_result) == 42
+    with pytest.raises(BrokerError, match="CERTIFICATE_VERIFY_FAILED"):
+        async with app.connect(url, prefix=prefix, connect_timeout=2.0):
             pass
