@@ -9,6 +9,7 @@ import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -166,6 +167,20 @@ async def wait_for(predicate: object, timeout: float = 10.0, interval: float = 0
                 return
             await trio.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+@asynccontextmanager
+async def running(
+    app: trioqueue.App, config: trioqueue.Config
+) -> AsyncIterator[trioqueue.Supervisor]:
+    """A started supervisor; leaving the block shuts it down and waits for it to stop."""
+    sup = trioqueue.Supervisor(app, config)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sup.run)
+        try:
+            yield sup
+        finally:
+            sup.shutdown()
 
 
 @pytest.fixture

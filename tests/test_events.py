@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ import trio
 from typer.testing import CliRunner
 
 import trioqueue
-from tests.conftest import Server, make_config, wait_for
+from tests.conftest import Server, make_config, running, wait_for
 from trioqueue._cli import cli
 from trioqueue._keys import GROUP, PartitionKeys
 
@@ -29,19 +27,6 @@ FAST = trioqueue.Backoff(initial=0.01, factor=1.0, max=0.01, jitter=0.0)
 class Work:
     kind: str  # ok, flaky (fails its first attempt), bad (always fails)
     n: int = 0
-
-
-@asynccontextmanager
-async def running(
-    app: trioqueue.App, config: trioqueue.Config
-) -> AsyncIterator[trioqueue.Supervisor]:
-    sup = trioqueue.Supervisor(app, config)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(sup.run)
-        try:
-            yield sup
-        finally:
-            sup.shutdown()
 
 
 def make_app(name: str, **queue: Any) -> trioqueue.App:

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
@@ -13,7 +11,7 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 import trioqueue
-from tests.conftest import Server, make_config, wait_for
+from tests.conftest import Server, make_config, running, wait_for
 from trioqueue._worker._metrics import Histogram
 
 FAST = trioqueue.Backoff(initial=0.01, factor=1.0, max=0.01, jitter=0.0)
@@ -51,19 +49,6 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def q(**labels: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(labels.items()))
-
-
-@asynccontextmanager
-async def running(
-    app: trioqueue.App, config: trioqueue.Config
-) -> AsyncIterator[trioqueue.Supervisor]:
-    sup = trioqueue.Supervisor(app, config)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(sup.run)
-        try:
-            yield sup
-        finally:
-            sup.shutdown()
 
 
 async def test_metrics_count_each_outcome_and_time_every_run(server: Server, prefix: str) -> None:

@@ -4,8 +4,6 @@ acknowledgement batch, never one per job."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,7 @@ import trio
 from typer.testing import CliRunner
 
 import trioqueue
-from tests.conftest import Server, make_config, wait_for
+from tests.conftest import Server, make_config, running, wait_for
 from trioqueue._cli import cli
 from trioqueue._history import FIELDS
 from trioqueue._keys import PartitionKeys
@@ -42,19 +40,6 @@ def make_app(name: str = "history", **queue: Any) -> trioqueue.App:
             raise ValueError(f"{msg.kind} attempt {attempt}")
 
     return app
-
-
-@asynccontextmanager
-async def running(
-    app: trioqueue.App, config: trioqueue.Config
-) -> AsyncIterator[trioqueue.Supervisor]:
-    sup = trioqueue.Supervisor(app, config)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(sup.run)
-        try:
-            yield sup
-        finally:
-            sup.shutdown()
 
 
 def totals(doc: dict[str, Any], queue: str) -> dict[str, int]:

@@ -20,7 +20,7 @@ from opentelemetry.test.globals_test import reset_trace_globals
 from opentelemetry.trace import SpanKind, StatusCode
 
 import trioqueue
-from tests.conftest import wait_for
+from tests.conftest import running, wait_for
 from tests.handlers_for_processes import WhoAmI, whoami
 from trioqueue import _tracing
 from trioqueue._envelope import Envelope
@@ -83,11 +83,8 @@ def url(config: trioqueue.Config) -> str:
 
 
 async def run_until(app: trioqueue.App, config: trioqueue.Config, done: object) -> None:
-    sup = trioqueue.Supervisor(app, config)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(sup.run)
+    async with running(app, config):
         await wait_for(done)
-        sup.shutdown()
 
 
 async def test_send_and_job_share_one_trace(

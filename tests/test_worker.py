@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,7 @@ import pytest
 import trio
 
 import trioqueue
-from tests.conftest import Server, make_config, wait_for
+from tests.conftest import Server, make_config, running, wait_for
 from trioqueue._keys import GROUP, PartitionKeys
 
 FAST = trioqueue.Backoff(initial=0.01, factor=1.0, max=0.01, jitter=0.0)
@@ -29,18 +27,6 @@ class Ping:
 @attrs.frozen
 class Other:
     n: int
-
-
-@asynccontextmanager
-async def running(
-    app: trioqueue.App, config: trioqueue.Config
-) -> AsyncIterator[trioqueue.Supervisor]:
-    """A started supervisor; leaving the block shuts it down and waits for it."""
-    sup = trioqueue.Supervisor(app, config)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(sup.run)
-        yield sup
-        sup.shutdown()
 
 
 def fields_of(entry: Any) -> dict[str, str]:
