@@ -132,3 +132,17 @@ def test_a_sent_entry_reads_the_same_with_or_without_optional_fields() -> None:
     assert (fast.job_id, fast.type_name, fast.body, fast.attempt) == ("j1", "T", b'{"a":1}', 1)
     assert fast.enqueued_ms == 1700000000000
     assert Envelope.from_entry("1700000000000-0", {k.decode(): v for k, v in plain.items()}) == fast
+
+
+def test_job_ids_one_at_a_time_and_in_bulk_look_alike() -> None:
+    """16 URL-safe characters, never a leading ``-``, all different, from either maker."""
+    import re
+
+    from trioqueue._envelope import new_job_id, new_job_ids
+
+    bulk = new_job_ids(5000)
+    ids = [*bulk, *(new_job_id() for _ in range(500))]
+    assert len(bulk) == 5000
+    assert all(re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_-]{15}", i) for i in ids)
+    assert len(set(ids)) == len(ids)
+    assert new_job_ids(0) == []

@@ -28,6 +28,7 @@ Wire decisions, a promise to programs in other languages:
 
 from __future__ import annotations
 
+import base64
 import secrets
 from collections.abc import Mapping
 from typing import Any
@@ -56,6 +57,15 @@ def new_job_id() -> str:
         job_id = secrets.token_urlsafe(12)
         if not job_id.startswith("-"):
             return job_id
+
+
+def new_job_ids(n: int) -> list[str]:
+    """``n`` ids as ``new_job_id`` makes them, from one read of the system's random
+    source (a ``send_many`` of thousands pays one system call, not one per job)."""
+    # 12 random bytes are 16 base64 characters, without padding: one id each.
+    raw = base64.urlsafe_b64encode(secrets.token_bytes(12 * n)).decode("ascii")
+    ids = [raw[i : i + 16] for i in range(0, 16 * n, 16)]
+    return [new_job_id() if job_id.startswith("-") else job_id for job_id in ids]
 
 
 class EnvelopeError(ValueError):

@@ -35,6 +35,8 @@ local now = 0
 if due ~= 0 then now = now_ms() end
 if due < 0 then due = now - due end
 local ids, dups = {}, {}
+-- No per-call field (caller-chosen ids, trace context) to add to each entry.
+local plain = not unique and traceparent == ''
 for i = 0, n - 1 do
   local b = 6 + i * 4
   local job, typ, body, key = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
@@ -51,6 +53,9 @@ for i = 0, n - 1 do
       if tracestate ~= '' then doc.tracestate = tracestate end
       redis.call('ZADD', KEYS[3], due, cjson.encode(doc))
       ids[i + 1] = ''
+    elseif plain and key == '' then
+      -- The common job: no table to build and unpack.
+      ids[i + 1] = redis.call('XADD', KEYS[1], '*', 'id', job, 'type', typ, 'body', body)
     else
       local fields = {'id', job, 'type', typ, 'body', body}
       if key ~= '' then fields[#fields + 1] = 'key'; fields[#fields + 1] = key end
@@ -64,9 +69,11 @@ for i = 0, n - 1 do
     end
     if unique then redis.call('SET', ukey, ids[i + 1]) end
     dups[i + 1] = 0
-    local event = {'kind', 'sent', 'job', job, 'attempt', 1, 'type', typ}
-    if due > 0 then event[#event + 1] = 'due'; event[#event + 1] = due end
-    emit(KEYS[4], events_max, event)
+    if events_max > 0 then
+      local event = {'kind', 'sent', 'job', job, 'attempt', 1, 'type', typ}
+      if due > 0 then event[#event + 1] = 'due'; event[#event + 1] = due end
+      emit(KEYS[4], events_max, event)
+    end
   end
 end
 return {ids, dups}
