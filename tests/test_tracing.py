@@ -388,3 +388,18 @@ def test_the_public_provider_lookup_when_the_api_keeps_it_elsewhere(
     assert tracer is not None
     tracer.start_span("probe").end()
     assert [s.name for s in spans.get_finished_spans()] == ["probe"]
+
+
+def test_a_malformed_traceparent_starts_a_trace_of_its_own(
+    spans: InMemorySpanExporter,
+) -> None:
+    """A field no W3C parser accepts neither breaks the job's span nor becomes its
+    parent."""
+    tracer = _tracing.tracer()
+    assert tracer is not None
+    bad = _tracing.JobSpan.job(
+        tracer, "q", 0, job_id="j", type_name="T", attempt=1, trace_=("not-a-trace", "")
+    )
+    bad.end(None)
+    (span,) = spans.get_finished_spans()
+    assert span.parent is None and ctx(span).is_valid

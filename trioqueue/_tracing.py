@@ -38,7 +38,7 @@ except ImportError:  # the `otel` extra is not installed
 
 from trioqueue._keys import GROUP
 
-__all__ = ["NO_TRACE", "JobSpan", "Trace", "producer", "tracer"]
+__all__ = ["NO_TRACE", "JobSpan", "Trace", "attach", "current", "detach", "producer", "tracer"]
 
 Trace = tuple[str, str]
 """A message's trace context: (``traceparent``, ``tracestate``), ``""`` when absent."""
@@ -95,7 +95,9 @@ def _extract(trace_: Trace) -> otel_context.Context | None:
     """The producer's context carried as ``trace_``; None when the message has none."""
     if not trace_[0] or _PROPAGATOR is None:
         return None
-    return _PROPAGATOR.extract(_carrier(trace_), context=otel_context.Context())
+    ctx = _PROPAGATOR.extract(_carrier(trace_), context=otel_context.Context())
+    # A malformed field (a producer elsewhere got it wrong): the job starts a trace.
+    return ctx if trace.get_current_span(ctx).get_span_context().is_valid else None
 
 
 def current() -> Trace:
