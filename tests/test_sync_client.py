@@ -9,6 +9,7 @@ import pytest
 import trio
 
 import trioqueue
+from tests.conftest import running
 
 
 @attrs.frozen
@@ -116,33 +117,30 @@ async def test_sync_client_lists_retries_and_purges_dead_letters(
     seen: list[int] = []
     app = make_app(seen)
     url, prefix = config.broker.url or "", config.broker.prefix
-    sup = trioqueue.Supervisor(app, config)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(sup.run)
 
-        def rejected(client: trioqueue.SyncClient, n: int) -> trioqueue.Job:
-            job = client.send(Square(n))
-            with pytest.raises(trioqueue.JobFailed, match="negative"):
-                client.result(job, timeout=10)
-            return job
+    def rejected(client: trioqueue.SyncClient, n: int) -> trioqueue.Job:
+        job = client.send(Square(n))
+        with pytest.raises(trioqueue.JobFailed, match="negative"):
+            client.result(job, timeout=10)
+        return job
 
-        def operator() -> tuple[list[str], list[str], tuple[int, int], int, list[str]]:
-            with app.connect_sync(url, prefix=prefix) as client:
-                jobs = [rejected(client, n).id for n in (-1, -2, -3)]
-                letters = client.dead_letters("math")
-                ids = [letter.job_id for letter in letters]
-                # One re-sent (rejected again, so dead again), one purged by id.
-                again = client.retry_dead_letters("math", [letters[0].id])
-                deadline = time.monotonic() + 10
-                while len(client.dead_letters("math")) < 3:  # it died once more
-                    assert time.monotonic() < deadline, "the re-sent job never died again"
-                    time.sleep(0.02)
-                purged = client.purge_dead_letters("math", [letters[1].id])
-                left = [letter.job_id for letter in client.dead_letters("math")]
-                return jobs, ids, again, purged, left
+    def operator() -> tuple[list[str], list[str], tuple[int, int], int, list[str]]:
+        with app.connect_sync(url, prefix=prefix) as client:
+            jobs = [rejected(client, n).id for n in (-1, -2, -3)]
+            letters = client.dead_letters("math")
+            ids = [letter.job_id for letter in letters]
+            # One re-sent (rejected again, so dead again), one purged by id.
+            again = client.retry_dead_letters("math", [letters[0].id])
+            deadline = time.monotonic() + 10
+            while len(client.dead_letters("math")) < 3:  # it died once more
+                assert time.monotonic() < deadline, "the re-sent job never died again"
+                time.sleep(0.02)
+            purged = client.purge_dead_letters("math", [letters[1].id])
+            left = [letter.job_id for letter in client.dead_letters("math")]
+            return jobs, ids, again, purged, left
 
+    async with running(app, config):
         jobs, ids, again, purged, left = await trio.to_thread.run_sync(operator)
-        sup.shutdown()
     assert ids == jobs
     assert again == (1, 0) and purged == 1
     assert sorted(left) == sorted([jobs[0], jobs[2]])
