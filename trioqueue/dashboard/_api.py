@@ -211,24 +211,26 @@ def api_routes(dash: Dashboard) -> list[Route]:
             return error(400, "page: expected a whole number from 1")
         return JSON(await dead_page(dash, name, page))
 
-    async def retry(request: Request) -> Response:
+    async def targets(request: Request) -> tuple[str, list[str] | None] | Response:
+        """The queue and dead-letter ids a retry or purge acts on, or the refusal."""
         name = request.path_params["queue"]
         if (missing := known(name)) is not None:
             return missing
         ids = await _ids(request)
-        if isinstance(ids, Response):
-            return ids
+        return ids if isinstance(ids, Response) else (name, ids)
+
+    async def retry(request: Request) -> Response:
+        if isinstance(target := await targets(request), Response):
+            return target
+        name, ids = target
         resent, skipped = await dash.client.retry_dead_letters(name, ids)
         dash.snapshots.refresh_soon()
         return JSON({"queue": name, "resent": resent, "skipped": skipped})
 
     async def purge(request: Request) -> Response:
-        name = request.path_params["queue"]
-        if (missing := known(name)) is not None:
-            return missing
-        ids = await _ids(request)
-        if isinstance(ids, Response):
-            return ids
+        if isinstance(target := await targets(request), Response):
+            return target
+        name, ids = target
         purged = await dash.client.purge_dead_letters(name, ids)
         dash.snapshots.refresh_soon()
         return JSON({"queue": name, "purged": purged})
